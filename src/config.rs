@@ -1,0 +1,449 @@
+//! Client configuration: a JSON object whose keys are all optional except `token`.
+//!
+//! Every key can also come from the environment as `BULKHEAD_<KEY>` (upper case), which
+//! gives a default that the JSON object overrides. An unknown key or a value of the wrong
+//! type is an [`ErrorKind::InvalidArgument`] naming the key.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::log::Level;
+
+/// The largest batch Mixpanel accepts in one request.
+pub(crate) const MAX_BATCH_SIZE: u64 = 2000;
+
+/// Credentials for `/import` (HTTP Basic). Never printed: `Debug` redacts them.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ImportCredentials {
+    pub username: String,
+    pub password: String,
+    pub project_id: Option<String>,
+}
+
+impl fmt::Debug for ImportCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImportCredentials")
+            .field("username", &"<redacted>")
+            .field("password", &"<redacted>")
+            .field("project_id", &self.project_id)
+            .finish()
+    }
+}
+
+/// Everything a [`crate::Client`] needs. Build it with [`Config::from_json`] or
+/// [`Config::new`] and adjust the public fields.
+#[derive(Clone)]
+pub struct Config {
+    pub token: String,
+    pub api_host: String,
+    pub allow_insecure_http: bool,
+    pub queue_capacity: u64,
+    pub queue_max_bytes: u64,
+    pub pool_size: u64,
+    pub batch_size: u64,
+    pub batch_max_bytes: u64,
+    pub flush_interval: Duration,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_retries: u32,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    pub retry_budget: Duration,
+    pub circuit_failure_threshold: u32,
+    pub circuit_cooldown: Duration,
+    pub gzip: bool,
+    pub max_event_bytes: u64,
+    pub shutdown_timeout: Duration,
+    pub service_account_username: Option<String>,
+    pub service_account_secret: Option<String>,
+    pub project_id: Option<String>,
+    pub api_secret: Option<String>,
+    pub max_recent_errors: u64,
+    pub log_level: Level,
+}
+
+impl fmt::Debug for Config {
+    // Hand-written so that no secret can reach a log line through `{:?}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("token", &"<redacted>")
+            .field("api_host", &self.api_host)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("pool_size", &self.pool_size)
+            .field("batch_size", &self.batch_size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The keys [`Config::from_json`] accepts, in documentation order.
+pub const KEYS: &[&str] = &[
+    "token",
+    "api_host",
+    "allow_insecure_http",
+    "queue_capacity",
+    "queue_max_bytes",
+    "pool_size",
+    "batch_size",
+    "batch_max_bytes",
+    "flush_interval_ms",
+    "connect_timeout_ms",
+    "request_timeout_ms",
+    "max_retries",
+    "backoff_initial_ms",
+    "backoff_max_ms",
+    "retry_budget_ms",
+    "circuit_failure_threshold",
+    "circuit_cooldown_ms",
+    "gzip",
+    "max_event_bytes",
+    "shutdown_timeout_ms",
+    "service_account_username",
+    "service_account_secret",
+    "project_id",
+    "api_secret",
+    "max_recent_errors",
+    "log_level",
+];
+
+/// A raw value for one key: from the JSON object, or from an environment variable.
+enum Raw<'a> {
+    Json(&'a Value),
+    Env(&'a str),
+}
+
+impl Raw<'_> {
+    fn u64(&self, key: &str) -> Result<u64> {
+        let parsed = match self {
+            Raw::Json(v) => v.as_u64(),
+            Raw::Env(s) => s.trim().parse().ok(),
+        };
+        parsed.ok_or_else(|| self.wrong_type(key, "a non-negative integer"))
+    }
+
+    fn bool(&self, key: &str) -> Result<bool> {
+        let parsed = match self {
+            Raw::Json(v) => v.as_bool(),
+            Raw::Env(s) => match s.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Some(true),
+                "0" | "false" | "no" | "off" => Some(false),
+                _ => None,
+            },
+        };
+        parsed.ok_or_else(|| self.wrong_type(key, "a boolean"))
+    }
+
+    fn string(&self, key: &str) -> Result<String> {
+        match self {
+            Raw::Json(Value::String(s)) => Ok(s.clone()),
+            Raw::Json(_) => Err(self.wrong_type(key, "a string")),
+            Raw::Env(s) => Ok((*s).to_owned()),
+        }
+    }
+
+    fn wrong_type(&self, key: &str, expected: &str) -> Error {
+        let source = match self {
+            Raw::Json(_) => format!("config key `{key}`"),
+            Raw::Env(_) => format!("environment variable BULKHEAD_{}", key.to_uppercase()),
+        };
+        Error::invalid(format!("{source} must be {expected}"))
+    }
+}
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+impl Config {
+    /// Defaults for every key, with the given token. Ignores the environment.
+    pub fn new(token: impl Into<String>) -> Self {
+        Self {
+            token: token.into(),
+            api_host: "https://api.mixpanel.com".into(),
+            allow_insecure_http: false,
+            queue_capacity: 100_000,
+            queue_max_bytes: 64 * 1024 * 1024,
+            pool_size: 8,
+            batch_size: MAX_BATCH_SIZE,
+            batch_max_bytes: 2_000_000,
+            flush_interval: ms(1000),
+            connect_timeout: ms(5000),
+            request_timeout: ms(10_000),
+            max_retries: 5,
+            backoff_initial: ms(2000),
+            backoff_max: ms(60_000),
+            retry_budget: ms(120_000),
+            circuit_failure_threshold: 5,
+            circuit_cooldown: ms(30_000),
+            gzip: true,
+            max_event_bytes: 1_000_000,
+            shutdown_timeout: ms(2000),
+            service_account_username: None,
+            service_account_secret: None,
+            project_id: None,
+            api_secret: None,
+            max_recent_errors: 32,
+            log_level: Level::Off,
+        }
+    }
+
+    /// Parses a JSON object, taking defaults from `BULKHEAD_<KEY>` environment variables.
+    pub fn from_json(json: &str) -> Result<Self> {
+        Self::from_json_with_env(json, |key| std::env::var(key).ok())
+    }
+
+    /// As [`Config::from_json`], reading the environment through `env` (for tests).
+    pub fn from_json_with_env(json: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let value: Value = if json.trim().is_empty() {
+            Value::Object(Default::default())
+        } else {
+            serde_json::from_str(json)
+                .map_err(|e| Error::json(format!("config is not valid JSON: {e}")))?
+        };
+        let Value::Object(map) = value else {
+            return Err(Error::json("config must be a JSON object"));
+        };
+        let mut config = Self::new(String::new());
+        for key in KEYS {
+            if let Some(text) = env(&format!("BULKHEAD_{}", key.to_uppercase())) {
+                config.set(key, Raw::Env(&text))?;
+            }
+        }
+        for (key, value) in &map {
+            if !KEYS.contains(&key.as_str()) {
+                return Err(Error::invalid(format!("unknown config key `{key}`")));
+            }
+            config.set(key, Raw::Json(value))?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn set(&mut self, key: &str, raw: Raw<'_>) -> Result<()> {
+        match key {
+            "token" => self.token = raw.string(key)?,
+            "api_host" => self.api_host = raw.string(key)?,
+            "allow_insecure_http" => self.allow_insecure_http = raw.bool(key)?,
+            "queue_capacity" => self.queue_capacity = raw.u64(key)?,
+            "queue_max_bytes" => self.queue_max_bytes = raw.u64(key)?,
+            "pool_size" => self.pool_size = raw.u64(key)?,
+            "batch_size" => self.batch_size = raw.u64(key)?,
+            "batch_max_bytes" => self.batch_max_bytes = raw.u64(key)?,
+            "flush_interval_ms" => self.flush_interval = ms(raw.u64(key)?),
+            "connect_timeout_ms" => self.connect_timeout = ms(raw.u64(key)?),
+            "request_timeout_ms" => self.request_timeout = ms(raw.u64(key)?),
+            "max_retries" => self.max_retries = to_u32(key, raw.u64(key)?)?,
+            "backoff_initial_ms" => self.backoff_initial = ms(raw.u64(key)?),
+            "backoff_max_ms" => self.backoff_max = ms(raw.u64(key)?),
+            "retry_budget_ms" => self.retry_budget = ms(raw.u64(key)?),
+            "circuit_failure_threshold" => {
+                self.circuit_failure_threshold = to_u32(key, raw.u64(key)?)?
+            }
+            "circuit_cooldown_ms" => self.circuit_cooldown = ms(raw.u64(key)?),
+            "gzip" => self.gzip = raw.bool(key)?,
+            "max_event_bytes" => self.max_event_bytes = raw.u64(key)?,
+            "shutdown_timeout_ms" => self.shutdown_timeout = ms(raw.u64(key)?),
+            "service_account_username" => self.service_account_username = Some(raw.string(key)?),
+            "service_account_secret" => self.service_account_secret = Some(raw.string(key)?),
+            "project_id" => self.project_id = Some(raw.string(key)?),
+            "api_secret" => self.api_secret = Some(raw.string(key)?),
+            "max_recent_errors" => self.max_recent_errors = raw.u64(key)?,
+            "log_level" => {
+                let text = raw.string(key)?;
+                self.log_level = Level::parse(&text).ok_or_else(|| {
+                    Error::invalid(format!(
+                        "config key `log_level` must be one of off, error, warn, info, debug (got `{text}`)"
+                    ))
+                })?
+            }
+            _ => return Err(Error::invalid(format!("unknown config key `{key}`"))),
+        }
+        Ok(())
+    }
+
+    /// Checks ranges and the relations between keys.
+    pub fn validate(&self) -> Result<()> {
+        if self.token.is_empty() {
+            return Err(Error::invalid("config key `token` is required"));
+        }
+        let ranged: [(&str, u64, u64, u64); 6] = [
+            ("queue_capacity", self.queue_capacity, 1, u32::MAX as u64),
+            ("queue_max_bytes", self.queue_max_bytes, 1024, u64::MAX),
+            ("pool_size", self.pool_size, 1, 256),
+            ("batch_size", self.batch_size, 1, MAX_BATCH_SIZE),
+            ("batch_max_bytes", self.batch_max_bytes, 1024, 10_000_000),
+            ("max_event_bytes", self.max_event_bytes, 64, 10_000_000),
+        ];
+        for (key, value, min, max) in ranged {
+            if value < min || value > max {
+                return Err(Error::invalid(format!(
+                    "config key `{key}` must be between {min} and {max} (got {value})"
+                )));
+            }
+        }
+        if self.max_recent_errors > 10_000 {
+            return Err(Error::invalid(
+                "config key `max_recent_errors` must be at most 10000",
+            ));
+        }
+        if self.flush_interval.is_zero() {
+            return Err(Error::invalid("config key `flush_interval_ms` must be > 0"));
+        }
+        if self.request_timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(Error::invalid(
+                "config keys `request_timeout_ms` and `connect_timeout_ms` must be > 0",
+            ));
+        }
+        if self.backoff_max < self.backoff_initial {
+            return Err(Error::invalid(
+                "config key `backoff_max_ms` must be >= `backoff_initial_ms`",
+            ));
+        }
+        if self.service_account_username.is_some() != self.service_account_secret.is_some() {
+            return Err(Error::invalid(
+                "config keys `service_account_username` and `service_account_secret` go together",
+            ));
+        }
+        self.check_host()
+    }
+
+    fn check_host(&self) -> Result<()> {
+        let host = self.api_host.trim_end_matches('/');
+        let (scheme, rest) = host.split_once("://").ok_or_else(|| {
+            Error::invalid("config key `api_host` must start with https:// or http://")
+        })?;
+        let authority = rest.split('/').next().unwrap_or_default();
+        if authority.is_empty() {
+            return Err(Error::invalid("config key `api_host` has no host"));
+        }
+        match scheme {
+            "https" => Ok(()),
+            "http" if self.allow_insecure_http || is_loopback(authority) => Ok(()),
+            "http" => Err(Error::invalid(
+                "config key `api_host`: plain http:// is only allowed for loopback hosts \
+                 unless `allow_insecure_http` is true",
+            )),
+            _ => Err(Error::invalid(
+                "config key `api_host` must start with https:// or http://",
+            )),
+        }
+    }
+
+    /// The base URL without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        self.api_host.trim_end_matches('/')
+    }
+
+    /// The client-level `/import` credentials, if any were configured: a service account,
+    /// else the legacy project secret, else the project token (Mixpanel accepts the token as
+    /// Basic username with an empty password).
+    pub fn import_credentials(&self) -> ImportCredentials {
+        if let (Some(user), Some(secret)) =
+            (&self.service_account_username, &self.service_account_secret)
+        {
+            return ImportCredentials {
+                username: user.clone(),
+                password: secret.clone(),
+                project_id: self.project_id.clone(),
+            };
+        }
+        ImportCredentials {
+            username: self.api_secret.clone().unwrap_or_else(|| self.token.clone()),
+            password: String::new(),
+            project_id: self.project_id.clone(),
+        }
+    }
+}
+
+fn to_u32(key: &str, v: u64) -> Result<u32> {
+    u32::try_from(v)
+        .map_err(|_| Error::new(ErrorKind::InvalidArgument, format!("config key `{key}` is too large")))
+}
+
+fn is_loopback(authority: &str) -> bool {
+    let host = if let Some(rest) = authority.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<Config> {
+        Config::from_json_with_env(json, |_| None)
+    }
+
+    #[test]
+    fn token_is_required() {
+        let err = parse("{}").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        assert!(err.message().contains("token"));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = parse(r#"{"token":"t","pool_sise":3}"#).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        assert!(err.message().contains("pool_sise"), "{}", err.message());
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let err = parse(r#"{"token":"t","pool_size":"8"}"#).unwrap_err();
+        assert!(err.message().contains("pool_size"), "{}", err.message());
+    }
+
+    #[test]
+    fn env_gives_defaults_and_json_overrides() {
+        let env = |k: &str| match k {
+            "BULKHEAD_POOL_SIZE" => Some("3".to_string()),
+            "BULKHEAD_BATCH_SIZE" => Some("10".to_string()),
+            _ => None,
+        };
+        let c = Config::from_json_with_env(r#"{"token":"t","batch_size":20}"#, env).unwrap();
+        assert_eq!(c.pool_size, 3);
+        assert_eq!(c.batch_size, 20);
+    }
+
+    #[test]
+    fn bad_env_value_is_named() {
+        let env = |k: &str| (k == "BULKHEAD_GZIP").then(|| "maybe".to_string());
+        let err = Config::from_json_with_env(r#"{"token":"t"}"#, env).unwrap_err();
+        assert!(err.message().contains("BULKHEAD_GZIP"), "{}", err.message());
+    }
+
+    #[test]
+    fn plain_http_only_for_loopback() {
+        assert!(parse(r#"{"token":"t","api_host":"http://127.0.0.1:9"}"#).is_ok());
+        assert!(parse(r#"{"token":"t","api_host":"http://localhost:9"}"#).is_ok());
+        assert!(parse(r#"{"token":"t","api_host":"http://[::1]:9"}"#).is_ok());
+        assert!(parse(r#"{"token":"t","api_host":"http://example.com"}"#).is_err());
+        assert!(parse(
+            r#"{"token":"t","api_host":"http://example.com","allow_insecure_http":true}"#
+        )
+        .is_ok());
+        assert!(parse(r#"{"token":"t","api_host":"ftp://x"}"#).is_err());
+    }
+
+    #[test]
+    fn batch_size_is_capped() {
+        assert!(parse(r#"{"token":"t","batch_size":2001}"#).is_err());
+        assert!(parse(r#"{"token":"t","batch_size":0}"#).is_err());
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let c = parse(r#"{"token":"sekrit-token","api_secret":"sekrit-secret"}"#).unwrap();
+        let text = format!("{c:?} {:?}", c.import_credentials());
+        assert!(!text.contains("sekrit"), "{text}");
+    }
+}

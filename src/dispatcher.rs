@@ -1,0 +1,192 @@
+//! The dispatcher: one task per client on the global runtime. It drains the queue into
+//! open batches (one per endpoint and credentials), closes a batch at `batch_size`,
+//! `batch_max_bytes`, `flush_interval` or on flush, and hands it to a pooled consumer.
+//! Waiting for a free consumer is the back-pressure: while every consumer is busy (a slow or
+//! dead service), the queue fills and the guard starts dropping.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::config::ImportCredentials;
+use crate::consumer::{Batch, ConsumerPool, DeliveryContext};
+use crate::message::{Endpoint, Message};
+use crate::queue::Receiver;
+
+/// Messages taken from the channel per wake-up.
+const RECV_CHUNK: usize = 512;
+
+struct OpenBatch {
+    batch: Batch,
+    opened: Instant,
+}
+
+pub struct Dispatcher {
+    rx: Receiver,
+    ctx: Arc<DeliveryContext>,
+    pool: ConsumerPool,
+    flush: Arc<Notify>,
+    open: Vec<OpenBatch>,
+    batch_size: usize,
+    batch_max_bytes: u64,
+    interval: Duration,
+}
+
+impl Dispatcher {
+    pub fn new(rx: Receiver, ctx: Arc<DeliveryContext>, pool: ConsumerPool, flush: Arc<Notify>) -> Self {
+        let config = ctx.config.clone();
+        Self {
+            rx,
+            ctx,
+            pool,
+            flush,
+            open: Vec::new(),
+            batch_size: config.batch_size as usize,
+            batch_max_bytes: config.batch_max_bytes,
+            interval: config.flush_interval,
+        }
+    }
+
+    pub async fn run(mut self) {
+        let cancel = self.ctx.cancel.clone();
+        let mut chunk = Vec::with_capacity(RECV_CHUNK);
+        let timer = tokio::time::sleep(Duration::from_secs(3600));
+        tokio::pin!(timer);
+        loop {
+            let next_due = self.open.iter().map(|b| b.opened + self.interval).min();
+            if let Some(due) = next_due {
+                if timer.deadline() != due {
+                    timer.as_mut().reset(due);
+                }
+            }
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                _ = self.flush.notified() => {
+                    if !self.drain_now().await {
+                        return;
+                    }
+                    if !self.dispatch_where(|_| true).await {
+                        return;
+                    }
+                }
+                n = self.rx.recv_many(&mut chunk, RECV_CHUNK) => {
+                    if n == 0 {
+                        // Every sender is gone: the client was freed. Send what is left.
+                        self.dispatch_where(|_| true).await;
+                        return;
+                    }
+                    for message in chunk.drain(..) {
+                        if !self.add(message).await {
+                            return;
+                        }
+                    }
+                }
+                _ = &mut timer, if next_due.is_some() => {
+                    let now = Instant::now();
+                    let interval = self.interval;
+                    if !self.dispatch_where(|b| b.opened + interval <= now).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes everything already queued, without waiting (bounded by what is there now).
+    async fn drain_now(&mut self) -> bool {
+        let mut budget = self.ctx.config.queue_capacity;
+        while budget > 0 {
+            match self.rx.try_recv() {
+                Ok(message) => {
+                    if !self.add(message).await {
+                        return false;
+                    }
+                }
+                Err(_) => break,
+            }
+            budget -= 1;
+        }
+        true
+    }
+
+    async fn add(&mut self, message: Message) -> bool {
+        let index = match self.find(message.endpoint, &message.credentials) {
+            Some(i) => i,
+            None => {
+                self.open.push(OpenBatch {
+                    batch: Batch {
+                        endpoint: message.endpoint,
+                        credentials: message.credentials.clone(),
+                        messages: Vec::with_capacity(self.batch_size.min(256)),
+                        bytes: 0,
+                    },
+                    opened: Instant::now(),
+                });
+                self.open.len() - 1
+            }
+        };
+        let size = message.len() as u64;
+        let open = &mut self.open[index];
+        if !open.batch.messages.is_empty() && open.batch.bytes + size > self.batch_max_bytes {
+            let full = self.open.swap_remove(index);
+            if !self.dispatch(full.batch).await {
+                return false;
+            }
+            return Box::pin(self.add(message)).await;
+        }
+        open.batch.bytes += size;
+        open.batch.messages.push(message);
+        if open.batch.messages.len() >= self.batch_size {
+            let full = self.open.swap_remove(index);
+            return self.dispatch(full.batch).await;
+        }
+        true
+    }
+
+    fn find(&self, endpoint: Endpoint, credentials: &Option<Arc<ImportCredentials>>) -> Option<usize> {
+        self.open.iter().position(|o| {
+            o.batch.endpoint == endpoint
+                && match (&o.batch.credentials, credentials) {
+                    (None, None) => true,
+                    (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+                    _ => false,
+                }
+        })
+    }
+
+    async fn dispatch_where(&mut self, due: impl Fn(&OpenBatch) -> bool) -> bool {
+        let mut i = 0;
+        while i < self.open.len() {
+            if due(&self.open[i]) {
+                let open = self.open.swap_remove(i);
+                if !self.dispatch(open.batch).await {
+                    return false;
+                }
+            } else {
+                i += 1;
+            }
+        }
+        true
+    }
+
+    /// Waits for a free consumer (the back-pressure point) and starts the send.
+    async fn dispatch(&mut self, batch: Batch) -> bool {
+        let consumer = tokio::select! {
+            biased;
+            _ = self.ctx.cancel.cancelled() => return false,
+            c = self.pool.get() => c,
+        };
+        let Ok(mut consumer) = consumer else {
+            return false;
+        };
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move {
+            consumer.deliver(&ctx, batch).await;
+            // Dropping `consumer` returns it to the pool.
+        });
+        true
+    }
+}

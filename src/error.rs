@@ -1,0 +1,67 @@
+//! The one error type of the pure-Rust core. The FFI layer maps [`ErrorKind`] onto
+//! `bulkhead_status`; the bindings map it onto exceptions or return values.
+
+use std::fmt;
+
+/// What went wrong, coarsely: one kind per status a caller may want to branch on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The queue-size guard dropped the event (counted in `dropped_queue_full`).
+    QueueFull,
+    /// A bad argument: missing value, unknown key, wrong type, unknown endpoint.
+    InvalidArgument,
+    /// Text that is not UTF-8.
+    InvalidUtf8,
+    /// Text that is not the JSON the call needs.
+    InvalidJson,
+    /// An event above `max_event_bytes` (counted in `dropped_too_large`).
+    TooLarge,
+    /// The client (or the whole library) was closed.
+    Closed,
+    /// A deadline passed before the work finished.
+    Timeout,
+    /// Something that should not happen (runtime could not start, ...).
+    Internal,
+}
+
+/// An error with a human-readable message that never contains a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidArgument, message)
+    }
+
+    pub(crate) fn json(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidJson, message)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

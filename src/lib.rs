@@ -1,0 +1,28 @@
+//! bulkhead: isolates an application from its analytics service.
+//!
+//! `track()` never blocks, memory never grows past its cap, exit never hangs, and every
+//! event is accounted for (delivered, rejected, failed, dropped by the guard, or pending).
+//! See `DESIGN.md` and the README for the architecture; [`Client`] is the entry point.
+
+mod circuit;
+mod client;
+mod config;
+mod consumer;
+mod dispatcher;
+mod error;
+pub mod ffi;
+mod log;
+mod message;
+mod queue;
+mod retry;
+mod runtime;
+mod stats;
+mod transport;
+
+pub use circuit::CircuitState;
+pub use client::{shutdown, Client};
+pub use config::{Config, ImportCredentials, KEYS as CONFIG_KEYS};
+pub use error::{Error, ErrorKind, Result};
+pub use log::Level as LogLevel;
+pub use message::{valid_insert_id, Endpoint, LIB_NAME, LIB_VERSION};
+pub use stats::{errors_to_json, DeliveryError, Stats};

@@ -1,0 +1,615 @@
+//! Building and validating messages on the caller's thread.
+//!
+//! A [`Message`] is one event or profile/group update, already serialised to the JSON that
+//! goes on the wire, so the background only concatenates. Everything a retry needs to stay
+//! idempotent (`$insert_id`, `time`) is fixed here, before the first attempt.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::value::RawValue;
+
+use crate::config::ImportCredentials;
+use crate::error::{Error, ErrorKind, Result};
+
+/// The value of `mp_lib` in every event this library builds.
+pub const LIB_NAME: &str = "bulkhead";
+/// The value of `$lib_version`.
+pub const LIB_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The four ingestion endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Endpoint {
+    Track,
+    Engage,
+    Groups,
+    Import,
+}
+
+impl Endpoint {
+    /// Accepts mixpanel-python's names (`events`, `people`, `groups`, `imports`),
+    /// mixpanel-ruby's (`event`, `profile_update`, `group_update`, `import`) and the paths.
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name.trim_start_matches('/') {
+            "events" | "event" | "track" => Endpoint::Track,
+            "people" | "profile_update" | "engage" => Endpoint::Engage,
+            "groups" | "group_update" => Endpoint::Groups,
+            "imports" | "import" => Endpoint::Import,
+            _ => return None,
+        })
+    }
+
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::Track => "/track",
+            Endpoint::Engage => "/engage",
+            Endpoint::Groups => "/groups",
+            Endpoint::Import => "/import",
+        }
+    }
+}
+
+/// One queued event or update. `credentials` is set only for `/import` messages that
+/// carried their own (mixpanel-ruby's `api_key`, mixpanel-python's `api_key`/`api_secret`).
+#[derive(Debug)]
+pub struct Message {
+    pub endpoint: Endpoint,
+    pub credentials: Option<Arc<ImportCredentials>>,
+    pub json: Vec<u8>,
+}
+
+impl Message {
+    pub fn len(&self) -> usize {
+        self.json.len()
+    }
+
+
+/// Profile and group operations Mixpanel accepts; exactly one per update.
+pub const OPERATIONS: &[&str] = &[
+    "$set",
+    "$set_once",
+    "$add",
+    "$append",
+    "$union",
+    "$remove",
+    "$unset",
+    "$delete",
+];
+
+/// Builds messages for one project token, enforcing `max_event_bytes`.
+#[derive(Debug, Clone)]
+pub struct MessageBuilder {
+    token: String,
+    max_event_bytes: usize,
+}
+
+type Properties<'a> = BTreeMap<String, &'a RawValue>;
+
+impl MessageBuilder {
+    pub fn new(token: &str, max_event_bytes: u64) -> Self {
+        Self {
+            token: token.to_owned(),
+            max_event_bytes: usize::try_from(max_event_bytes).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// An event for `/track`: our fixed properties first, then the caller's, which win for
+    /// every key except `token`.
+    pub fn event(
+        &self,
+        distinct_id: &str,
+        event: &str,
+        properties: Option<&str>,
+    ) -> Result<Message> {
+        let props = parse_properties(properties)?;
+        let json = self.event_json(distinct_id, event, None, &props)?;
+        self.finish(Endpoint::Track, json)
+    }
+
+    /// An event for `/import`, whose `time` (ms) is required; a `time` property still wins.
+    pub fn import(
+        &self,
+        distinct_id: &str,
+        event: &str,
+        time_ms: i64,
+        properties: Option<&str>,
+    ) -> Result<Message> {
+        if distinct_id.is_empty() {
+            return Err(Error::invalid("import needs a non-empty distinct_id"));
+        }
+        let props = parse_properties(properties)?;
+        let json = self.event_json(distinct_id, event, Some(time_ms), &props)?;
+        self.finish(Endpoint::Import, json)
+    }
+
+    /// A user profile update for `/engage`.
+    pub fn people(&self, distinct_id: &str, operation: &str, value: Option<&str>) -> Result<Message> {
+        if distinct_id.is_empty() {
+            return Err(Error::invalid("profile updates need a non-empty distinct_id"));
+        }
+        let mut out = Vec::with_capacity(96 + value.map_or(0, str::len));
+        out.extend_from_slice(b"{\"$token\":");
+        write_str(&mut out, &self.token);
+        out.extend_from_slice(b",\"$distinct_id\":");
+        write_str(&mut out, distinct_id);
+        self.update_tail(&mut out, operation, value)?;
+        self.finish(Endpoint::Engage, out)
+    }
+
+    /// A group profile update for `/groups`.
+    pub fn group(
+        &self,
+        group_key: &str,
+        group_id: &str,
+        operation: &str,
+        value: Option<&str>,
+    ) -> Result<Message> {
+        if group_key.is_empty() || group_id.is_empty() {
+            return Err(Error::invalid("group updates need a non-empty group_key and group_id"));
+        }
+        let mut out = Vec::with_capacity(112 + value.map_or(0, str::len));
+        out.extend_from_slice(b"{\"$token\":");
+        write_str(&mut out, &self.token);
+        out.extend_from_slice(b",\"$group_key\":");
+        write_str(&mut out, group_key);
+        out.extend_from_slice(b",\"$group_id\":");
+        write_str(&mut out, group_id);
+        self.update_tail(&mut out, operation, value)?;
+        self.finish(Endpoint::Groups, out)
+    }
+
+    /// Messages already built by another SDK: a bare message, an array of them, or a
+    /// mixpanel-ruby envelope `{"data": ..., "api_key": ...}`. Events without `$insert_id`
+    /// get one (and a missing `token` is filled in); updates pass through untouched.
+    pub fn prebuilt(
+        &self,
+        endpoint: Endpoint,
+        json: &str,
+        credentials: Option<Arc<ImportCredentials>>,
+    ) -> Result<Vec<Message>> {
+        let top: &RawValue = serde_json::from_str(json)
+            .map_err(|e| Error::json(format!("message is not valid JSON: {e}")))?;
+        let mut credentials = credentials;
+        let body = match first_byte(top) {
+            b'{' => {
+                let fields: BTreeMap<&str, &RawValue> = serde_json::from_str(top.get())
+                    .map_err(|e| Error::json(format!("message is not a JSON object: {e}")))?;
+                match fields.get("data") {
+                    Some(data) if is_envelope(&fields) => {
+                        if endpoint == Endpoint::Import && credentials.is_none() {
+                            credentials = envelope_credentials(&fields)?;
+                        }
+                        *data
+                    }
+                    _ => top,
+                }
+            }
+            b'[' => top,
+            _ => return Err(Error::json("message must be a JSON object or array")),
+        };
+        let items: Vec<&RawValue> = if first_byte(body) == b'[' {
+            serde_json::from_str(body.get())
+                .map_err(|e| Error::json(format!("message array is invalid: {e}")))?
+        } else {
+            vec![body]
+        };
+        if items.is_empty() {
+            return Err(Error::invalid("message array is empty"));
+        }
+        items
+            .into_iter()
+            .map(|item| {
+                let json = match endpoint {
+                    Endpoint::Track | Endpoint::Import => self.complete_event(endpoint, item)?,
+                    Endpoint::Engage | Endpoint::Groups => {
+                        if first_byte(item) != b'{' {
+                            return Err(Error::json("each update must be a JSON object"));
+                        }
+                        item.get().as_bytes().to_vec()
+                    }
+                };
+                let mut message = self.finish(endpoint, json)?;
+                message.credentials = credentials.clone();
+                Ok(message)
+            })
+            .collect()
+    }
+
+    fn event_json(
+        &self,
+        distinct_id: &str,
+        event: &str,
+        time_ms: Option<i64>,
+        props: &Properties<'_>,
+    ) -> Result<Vec<u8>> {
+        if event.is_empty() {
+            return Err(Error::invalid("event name must not be empty"));
+        }
+        let props_len: usize = props.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum();
+        let mut out = Vec::with_capacity(192 + event.len() + distinct_id.len() + props_len);
+        out.extend_from_slice(b"{\"event\":");
+        write_str(&mut out, event);
+        out.extend_from_slice(b",\"properties\":{\"token\":");
+        write_str(&mut out, &self.token);
+        if !distinct_id.is_empty() && !props.contains_key("distinct_id") {
+            out.extend_from_slice(b",\"distinct_id\":");
+            write_str(&mut out, distinct_id);
+        }
+        match props.get("time") {
+            Some(t) => check_time(t)?,
+            None => {
+                out.extend_from_slice(b",\"time\":");
+                write_int(&mut out, time_ms.unwrap_or_else(now_ms));
+            }
+        }
+        match props.get("$insert_id") {
+            Some(id) => check_insert_id(id)?,
+            None => {
+                out.extend_from_slice(b",\"$insert_id\":\"");
+                write_insert_id(&mut out);
+                out.push(b'"');
+            }
+        }
+        if !props.contains_key("mp_lib") {
+            out.extend_from_slice(b",\"mp_lib\":\"");
+            out.extend_from_slice(LIB_NAME.as_bytes());
+            out.push(b'"');
+        }
+        if !props.contains_key("$lib_version") {
+            out.extend_from_slice(b",\"$lib_version\":\"");
+            out.extend_from_slice(LIB_VERSION.as_bytes());
+            out.push(b'"');
+        }
+        for (key, value) in props {
+            if key == "token" {
+                continue;
+            }
+            out.push(b',');
+            write_str(&mut out, key);
+            out.push(b':');
+            out.extend_from_slice(value.get().as_bytes());
+        }
+        out.extend_from_slice(b"}}");
+        Ok(out)
+    }
+
+    /// Makes a prebuilt event idempotent: adds `$insert_id` (and `token`) when missing.
+    fn complete_event(&self, endpoint: Endpoint, item: &RawValue) -> Result<Vec<u8>> {
+        #[derive(serde::Deserialize)]
+        struct Event<'a> {
+            #[serde(borrow)]
+            event: &'a RawValue,
+            #[serde(borrow)]
+            properties: Option<&'a RawValue>,
+        }
+        let parsed: Event<'_> = serde_json::from_str(item.get()).map_err(|e| {
+            Error::json(format!("an event must be an object with `event` and `properties`: {e}"))
+        })?;
+        let name: &str = serde_json::from_str(parsed.event.get())
+            .map_err(|_| Error::json("`event` must be a string"))?;
+        let props = parse_properties(parsed.properties.map(RawValue::get))?;
+        if endpoint == Endpoint::Import {
+            for required in ["time", "distinct_id"] {
+                if !props.contains_key(required) {
+                    return Err(Error::invalid(format!(
+                        "an /import event needs properties.{required}"
+                    )));
+                }
+            }
+        }
+        if let Some(t) = props.get("time") {
+            check_time(t)?;
+        }
+        match props.get("$insert_id") {
+            Some(id) => check_insert_id(id)?,
+            None => return self.event_json("", name, None, &props),
+        }
+        if !props.contains_key("token") {
+            return self.event_json("", name, None, &props);
+        }
+        Ok(item.get().as_bytes().to_vec())
+    }
+
+    fn update_tail(&self, out: &mut Vec<u8>, operation: &str, value: Option<&str>) -> Result<()> {
+        if !OPERATIONS.contains(&operation) {
+            return Err(Error::invalid(format!(
+                "unknown operation `{operation}`; expected one of {}",
+                OPERATIONS.join(" ")
+            )));
+        }
+        out.extend_from_slice(b",\"$time\":");
+        write_int(out, now_ms());
+        out.push(b',');
+        write_str(out, operation);
+        out.push(b':');
+        if operation == "$delete" {
+            out.extend_from_slice(b"\"\"}");
+            return Ok(());
+        }
+        let value = value.ok_or_else(|| Error::invalid(format!("{operation} needs a value")))?;
+        let raw: &RawValue = serde_json::from_str(value)
+            .map_err(|e| Error::json(format!("{operation} value is not valid JSON: {e}")))?;
+        let expected = if operation == "$unset" { b'[' } else { b'{' };
+        if first_byte(raw) != expected {
+            let what = if expected == b'[' { "an array of property names" } else { "a JSON object" };
+            return Err(Error::json(format!("{operation} value must be {what}")));
+        }
+        out.extend_from_slice(raw.get().as_bytes());
+        out.push(b'}');
+        Ok(())
+    }
+
+    fn finish(&self, endpoint: Endpoint, json: Vec<u8>) -> Result<Message> {
+        if json.len() > self.max_event_bytes {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "message is {} bytes, above max_event_bytes ({})",
+                    json.len(),
+                    self.max_event_bytes
+                ),
+            ));
+        }
+        Ok(Message {
+            endpoint,
+            credentials: None,
+            json,
+        })
+    }
+}
+
+fn is_envelope(fields: &BTreeMap<&str, &RawValue>) -> bool {
+    !fields.contains_key("event")
+        && !fields.contains_key("$token")
+        && fields
+            .keys()
+            .all(|k| matches!(*k, "data" | "api_key" | "api_secret"))
+}
+
+fn envelope_credentials(
+    fields: &BTreeMap<&str, &RawValue>,
+) -> Result<Option<Arc<ImportCredentials>>> {
+    let text = |key: &str| -> Result<Option<String>> {
+        match fields.get(key) {
+            None => Ok(None),
+            Some(raw) if raw.get() == "null" => Ok(None),
+            Some(raw) => serde_json::from_str::<String>(raw.get())
+                .map(Some)
+                .map_err(|_| Error::json(format!("`{key}` must be a string"))),
+        }
+    };
+    Ok(credentials_from(text("api_key")?, text("api_secret")?))
+}
+
+/// mixpanel-python and mixpanel-ruby semantics: the secret as Basic username if given,
+/// else the key; empty password.
+pub fn credentials_from(
+    api_key: Option<String>,
+    api_secret: Option<String>,
+) -> Option<Arc<ImportCredentials>> {
+    let username = api_secret.filter(|s| !s.is_empty()).or(api_key.filter(|s| !s.is_empty()))?;
+    Some(Arc::new(ImportCredentials {
+        username,
+        password: String::new(),
+        project_id: None,
+    }))
+}
+
+fn parse_properties(json: Option<&str>) -> Result<Properties<'_>> {
+    let Some(json) = json.filter(|j| !j.trim().is_empty()) else {
+        return Ok(Properties::new());
+    };
+    let raw: &RawValue = serde_json::from_str(json)
+        .map_err(|e| Error::json(format!("properties are not valid JSON: {e}")))?;
+    match first_byte(raw) {
+        b'{' => serde_json::from_str(raw.get())
+            .map_err(|e| Error::json(format!("properties are not a valid JSON object: {e}"))),
+        b'n' => Ok(Properties::new()),
+        _ => Err(Error::json("properties must be a JSON object")),
+    }
+}
+
+fn first_byte(raw: &RawValue) -> u8 {
+    raw.get().bytes().next().unwrap_or(b' ')
+}
+
+fn check_time(raw: &RawValue) -> Result<()> {
+    match serde_json::from_str::<f64>(raw.get()) {
+        Ok(t) if t.is_finite() && t >= 0.0 => Ok(()),
+        _ => Err(Error::invalid("property `time` must be a non-negative number (seconds or ms)")),
+    }
+}
+
+fn check_insert_id(raw: &RawValue) -> Result<()> {
+    let id: &str = serde_json::from_str(raw.get()).unwrap_or("");
+    if valid_insert_id(id) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "property `$insert_id` must be 1-36 bytes of letters, digits and `-`",
+        ))
+    }
+}
+
+/// Mixpanel's rule: at most 36 bytes of ASCII letters, digits and `-`.
+pub fn valid_insert_id(id: &str) -> bool {
+    (1..=36).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a &str to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+fn write_int(out: &mut Vec<u8>, v: i64) {
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Per-process salt mixed into every generated `$insert_id`, so a forked child never
+/// repeats its parent's ids even though it inherits the parent's random state.
+static INSERT_ID_SALT: AtomicU64 = AtomicU64::new(0);
+
+fn salt() -> u64 {
+    let current = INSERT_ID_SALT.load(Ordering::Relaxed);
+    if current != 0 {
+        return current;
+    }
+    let fresh = fastrand::u64(..) | 1;
+    match INSERT_ID_SALT.compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => fresh,
+        Err(existing) => existing,
+    }
+}
+
+/// Called in a forked child (async-signal-safe: atomics and getpid only).
+pub(crate) fn reseed_insert_ids_after_fork() {
+    // SAFETY: getpid has no preconditions and is async-signal-safe.
+    let pid = unsafe { libc::getpid() } as u64;
+    let old = INSERT_ID_SALT.load(Ordering::Relaxed);
+    INSERT_ID_SALT.store(splitmix64(old ^ (pid << 17) ^ 0x9e37_79b9) | 1, Ordering::Relaxed);
+}
+
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// 32 lowercase hex digits: the process salt and a fresh random word, both scrambled.
+fn write_insert_id(out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let random = fastrand::u64(..);
+    for word in [splitmix64(salt() ^ random), random ^ salt().rotate_left(29)] {
+        for shift in (0..16).rev() {
+            out.push(HEX[((word >> (shift * 4)) & 0xf) as usize]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn builder() -> MessageBuilder {
+        MessageBuilder::new("tok", 1_000_000)
+    }
+
+    fn parse(m: &Message) -> Value {
+        serde_json::from_slice(&m.json).unwrap()
+    }
+
+    #[test]
+    fn event_has_fixed_properties() {
+        let m = builder().event("u1", "Signed up", Some(r#"{"plan":"pro"}"#)).unwrap();
+        let v = parse(&m);
+        let p = &v["properties"];
+        assert_eq!(v["event"], "Signed up");
+        assert_eq!(p["token"], "tok");
+        assert_eq!(p["distinct_id"], "u1");
+        assert_eq!(p["mp_lib"], LIB_NAME);
+        assert_eq!(p["plan"], "pro");
+        assert!(p["time"].as_i64().unwrap() > 1_600_000_000_000);
+        assert!(valid_insert_id(p["$insert_id"].as_str().unwrap()));
+    }
+
+    #[test]
+    fn caller_properties_win_without_duplicates() {
+        let m = builder()
+            .event(
+                "u1",
+                "e",
+                Some(r#"{"time":123,"$insert_id":"abc-1","distinct_id":"u2","token":"evil"}"#),
+            )
+            .unwrap();
+        let text = String::from_utf8(m.json.clone()).unwrap();
+        for key in ["\"time\"", "\"$insert_id\"", "\"distinct_id\"", "\"token\""] {
+            assert_eq!(text.matches(key).count(), 1, "{key} in {text}");
+        }
+        let p = &parse(&m)["properties"];
+        assert_eq!(p["time"], 123);
+        assert_eq!(p["$insert_id"], "abc-1");
+        assert_eq!(p["distinct_id"], "u2");
+        assert_eq!(p["token"], "tok");
+    }
+
+    #[test]
+    fn bad_properties_are_refused() {
+        let b = builder();
+        assert_eq!(b.event("u", "e", Some("[1]")).unwrap_err().kind(), ErrorKind::InvalidJson);
+        assert_eq!(b.event("u", "e", Some("{")).unwrap_err().kind(), ErrorKind::InvalidJson);
+        let bad_id = b.event("u", "e", Some(r#"{"$insert_id":"has space"}"#));
+        assert_eq!(bad_id.unwrap_err().kind(), ErrorKind::InvalidArgument);
+        assert_eq!(b.event("u", "", None).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    }
+
+    #[test]
+    fn too_large_is_refused() {
+        let b = MessageBuilder::new("tok", 100);
+        let props = format!(r#"{{"x":"{}"}}"#, "a".repeat(200));
+        assert_eq!(b.event("u", "e", Some(&props)).unwrap_err().kind(), ErrorKind::TooLarge);
+    }
+
+    #[test]
+    fn insert_ids_differ() {
+        let a = builder().event("u", "e", None).unwrap();
+        let b = builder().event("u", "e", None).unwrap();
+        assert_ne!(parse(&a)["properties"]["$insert_id"], parse(&b)["properties"]["$insert_id"]);
+    }
+
+    #[test]
+    fn people_and_groups() {
+        let p = parse(&builder().people("u1", "$set", Some(r#"{"a":1}"#)).unwrap());
+        assert_eq!(p["$token"], "tok");
+        assert_eq!(p["$distinct_id"], "u1");
+        assert_eq!(p["$set"]["a"], 1);
+        let g = parse(&builder().group("company", "acme", "$unset", Some(r#"["a"]"#)).unwrap());
+        assert_eq!(g["$group_key"], "company");
+        assert_eq!(g["$unset"][0], "a");
+        let d = parse(&builder().people("u1", "$delete", None).unwrap());
+        assert_eq!(d["$delete"], "");
+        assert!(builder().people("u1", "$frob", Some("{}")).is_err());
+        assert!(builder().people("u1", "$unset", Some("{}")).is_err());
+    }
+
+    #[test]
+    fn prebuilt_envelope_and_arrays() {
+        let b = builder();
+        let ruby = r#"{"data":{"event":"Old","properties":{"distinct_id":"u1","token":"tok","time":1500000000}},"api_key":"apikey"}"#;
+        let ms = b.prebuilt(Endpoint::Import, ruby, None).unwrap();
+        assert_eq!(ms.len(), 1);
+        assert_eq!(ms[0].credentials.as_ref().unwrap().username, "apikey");
+        let v = parse(&ms[0]);
+        assert_eq!(v["event"], "Old");
+        assert!(valid_insert_id(v["properties"]["$insert_id"].as_str().unwrap()));
+
+        let arr = r#"{"data":[{"$token":"t","$distinct_id":"a","$set":{}},{"$token":"t","$distinct_id":"b","$set":{}}]}"#;
+        assert_eq!(b.prebuilt(Endpoint::Engage, arr, None).unwrap().len(), 2);
+
+        let bare = r#"{"event":"x","properties":{"token":"tok","$insert_id":"abc"}}"#;
+        let m = b.prebuilt(Endpoint::Track, bare, None).unwrap();
+        assert_eq!(m[0].json, bare.as_bytes());
+
+        assert!(b.prebuilt(Endpoint::Track, "[]", None).is_err());
+        assert!(b.prebuilt(Endpoint::Track, "3", None).is_err());
+        assert!(b.prebuilt(Endpoint::Import, r#"{"event":"x","properties":{}}"#, None).is_err());
+    }
+
+    #[test]
+    fn endpoint_names() {
+        assert_eq!(Endpoint::parse("events"), Some(Endpoint::Track));
+        assert_eq!(Endpoint::parse("profile_update"), Some(Endpoint::Engage));
+        assert_eq!(Endpoint::parse("group_update"), Some(Endpoint::Groups));
+        assert_eq!(Endpoint::parse("imports"), Some(Endpoint::Import));
+        assert_eq!(Endpoint::parse("nope"), None);
+    }
+}

@@ -1,0 +1,288 @@
+//! HTTP: request bodies in Mixpanel's wire format, one POST, and the verdict on the answer.
+//!
+//! Form endpoints (`/track`, `/engage`, `/groups`) get `data=<JSON array>&verbose=1&ip=0`
+//! and are judged by the `status` field of the verbose body (HTTP 200 with `status: 0` is a
+//! rejection). `/import` gets a JSON array with `strict=1` and HTTP Basic credentials, and a
+//! 400 with `failed_records` is a partial success.
+
+use std::io::Write;
+use std::time::Duration;
+
+use bytes::Bytes;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use reqwest::header::{HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
+
+use crate::config::ImportCredentials;
+use crate::message::{Endpoint, Message};
+
+/// The longest server text we keep in an error message.
+const MAX_ERROR_TEXT: usize = 300;
+
+/// How one HTTP attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Accepted,
+    /// The whole batch was refused and must not be retried (400/401/403, `status: 0`).
+    Rejected { status: u16, message: String },
+    /// `/import` stored some records and refused `failed` others.
+    Partial { failed: u64, message: String },
+    /// 413: split and resend.
+    TooLarge,
+    /// 429, 5xx, timeouts and network errors.
+    Retry {
+        status: u16,
+        retry_after: Option<Duration>,
+        message: String,
+    },
+}
+
+/// A request body ready to send (and resend on retry without rebuilding).
+#[derive(Debug, Clone)]
+pub struct Body {
+    pub bytes: Bytes,
+    pub gzip: bool,
+}
+
+/// Serialises a batch into `scratch` (reused between batches) and encodes it.
+pub fn encode(endpoint: Endpoint, messages: &[Message], gzip: bool, scratch: &mut Vec<u8>) -> Body {
+    scratch.clear();
+    scratch.push(b'[');
+    for (i, m) in messages.iter().enumerate() {
+        if i > 0 {
+            scratch.push(b',');
+        }
+        scratch.extend_from_slice(&m.json);
+    }
+    scratch.push(b']');
+    let plain: Vec<u8> = match endpoint {
+        Endpoint::Import => scratch.clone(),
+        Endpoint::Track | Endpoint::Engage | Endpoint::Groups => {
+            let mut form = Vec::with_capacity(scratch.len() + scratch.len() / 2 + 32);
+            form.extend_from_slice(b"data=");
+            for chunk in form_urlencoded::byte_serialize(scratch) {
+                form.extend_from_slice(chunk.as_bytes());
+            }
+            form.extend_from_slice(b"&verbose=1&ip=0");
+            form
+        }
+    };
+    // Mixpanel's profile APIs do not take gzip: only /track and /import are compressed.
+    let gzip = gzip && matches!(endpoint, Endpoint::Track | Endpoint::Import);
+    if gzip {
+        let mut encoder = GzEncoder::new(Vec::with_capacity(plain.len() / 4), Compression::fast());
+        if encoder.write_all(&plain).is_ok() {
+            if let Ok(compressed) = encoder.finish() {
+                return Body {
+                    bytes: Bytes::from(compressed),
+                    gzip: true,
+                };
+            }
+        }
+    }
+    Body {
+        bytes: Bytes::from(plain),
+        gzip: false,
+    }
+}
+
+/// The URL for a batch: `/import` carries `strict=1` and the project id.
+pub fn url(base: &str, endpoint: Endpoint, credentials: &ImportCredentials) -> String {
+    match endpoint {
+        Endpoint::Import => {
+            let mut url = format!("{base}/import?strict=1");
+            if let Some(project) = &credentials.project_id {
+                url.push_str("&project_id=");
+                url.extend(form_urlencoded::byte_serialize(project.as_bytes()));
+            }
+            url
+        }
+        other => format!("{base}{}", other.path()),
+    }
+}
+
+/// One POST with a deadline. Never panics; every failure becomes a [`Verdict`].
+pub async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    endpoint: Endpoint,
+    credentials: &ImportCredentials,
+    body: &Body,
+    timeout: Duration,
+) -> Verdict {
+    let content_type = match endpoint {
+        Endpoint::Import => "application/json",
+        _ => "application/x-www-form-urlencoded",
+    };
+    let mut request = http
+        .post(url)
+        .timeout(timeout)
+        .header(CONTENT_TYPE, HeaderValue::from_static(content_type))
+        .header("Accept", HeaderValue::from_static("application/json"))
+        .body(body.bytes.clone());
+    if body.gzip {
+        request = request.header(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    if endpoint == Endpoint::Import {
+        request = request.basic_auth(&credentials.username, Some(&credentials.password));
+    }
+    let response = match request.send().await {
+        Ok(r) => r,
+        Err(e) => return network_error(&e),
+    };
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let text = match response.text().await {
+        Ok(t) => t,
+        Err(e) if status == 200 => return network_error(&e),
+        Err(_) => String::new(),
+    };
+    judge(endpoint, status, retry_after, &text)
+}
+
+fn network_error(e: &reqwest::Error) -> Verdict {
+    let kind = if e.is_timeout() {
+        "request timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "network error"
+    };
+    // Without the URL: it is not secret, but a stable message groups better.
+    let detail = std::error::Error::source(e)
+        .map(|s| format!(": {s}"))
+        .unwrap_or_default();
+    Verdict::Retry {
+        status: 0,
+        retry_after: None,
+        message: truncate(format!("{kind}{detail}")),
+    }
+}
+
+/// Classifies an HTTP answer. Pure, so it is tested without a server.
+pub fn judge(endpoint: Endpoint, status: u16, retry_after: Option<Duration>, text: &str) -> Verdict {
+    let server_says = || truncate(server_error_text(text).unwrap_or_else(|| text.trim().to_owned()));
+    match status {
+        200 if endpoint == Endpoint::Import => Verdict::Accepted,
+        200 => match verbose_status(text) {
+            Some(false) => Verdict::Rejected {
+                status,
+                message: format!("rejected with status 0: {}", server_says()),
+            },
+            _ => Verdict::Accepted,
+        },
+        400 if endpoint == Endpoint::Import => match failed_records(text) {
+            Some(failed) => Verdict::Partial {
+                failed,
+                message: format!("{failed} records failed validation: {}", server_says()),
+            },
+            None => Verdict::Rejected {
+                status,
+                message: format!("HTTP 400: {}", server_says()),
+            },
+        },
+        413 => Verdict::TooLarge,
+        408 | 429 | 500..=599 => Verdict::Retry {
+            status,
+            retry_after,
+            message: format!("HTTP {status}: {}", server_says()),
+        },
+        200..=299 => Verdict::Accepted,
+        _ => Verdict::Rejected {
+            status,
+            message: format!("HTTP {status}: {}", server_says()),
+        },
+    }
+}
+
+/// `Some(true)` for `{"status":1}` or `1`, `Some(false)` for status 0, `None` if unknown.
+fn verbose_status(text: &str) -> Option<bool> {
+    let trimmed = text.trim();
+    match trimmed {
+        "1" => return Some(true),
+        "0" => return Some(false),
+        _ => {}
+    }
+    let value: serde_json::Value = serde_json::from_str(trimmed).ok()?;
+    match value.get("status")? {
+        serde_json::Value::Number(n) => Some(n.as_i64()? == 1),
+        serde_json::Value::String(s) => Some(s == "1" || s.eq_ignore_ascii_case("ok")),
+        _ => None,
+    }
+}
+
+fn server_error_text(text: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(text.trim()).ok()?;
+    match value.get("error")? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+fn failed_records(text: &str) -> Option<u64> {
+    let value: serde_json::Value = serde_json::from_str(text.trim()).ok()?;
+    Some(value.get("failed_records")?.as_array()?.len() as u64)
+}
+
+fn truncate(mut text: String) -> String {
+    if text.len() > MAX_ERROR_TEXT {
+        let mut cut = MAX_ERROR_TEXT;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbose_status_zero_is_a_rejection() {
+        let v = judge(Endpoint::Track, 200, None, r#"{"status":0,"error":"bad token"}"#);
+        assert!(matches!(v, Verdict::Rejected { message, .. } if message.contains("bad token")));
+        assert_eq!(judge(Endpoint::Track, 200, None, r#"{"status":1,"error":null}"#), Verdict::Accepted);
+        assert!(matches!(judge(Endpoint::Engage, 200, None, "0"), Verdict::Rejected { .. }));
+    }
+
+    #[test]
+    fn import_partial_success() {
+        let body = r#"{"code":400,"num_records_imported":1,"status":"Bad Request","failed_records":[{"index":1,"$insert_id":"a","field":"time","message":"x"}]}"#;
+        assert!(matches!(judge(Endpoint::Import, 400, None, body), Verdict::Partial { failed: 1, .. }));
+    }
+
+    #[test]
+    fn retry_classes() {
+        for status in [429, 500, 502, 503, 504] {
+            assert!(matches!(judge(Endpoint::Track, status, None, ""), Verdict::Retry { .. }));
+        }
+        for status in [400, 401, 403] {
+            assert!(matches!(judge(Endpoint::Track, status, None, ""), Verdict::Rejected { .. }));
+        }
+        assert_eq!(judge(Endpoint::Import, 413, None, ""), Verdict::TooLarge);
+    }
+
+    #[test]
+    fn form_body_and_gzip_rules() {
+        let m = Message { endpoint: Endpoint::Engage, credentials: None, json: br#"{"a":"b c"}"#.to_vec() };
+        let mut scratch = Vec::new();
+        let body = encode(Endpoint::Engage, std::slice::from_ref(&m), true, &mut scratch);
+        assert!(!body.gzip, "never gzip /engage");
+        let text = std::str::from_utf8(&body.bytes).unwrap();
+        assert!(text.starts_with("data=%5B%7B"), "{text}");
+        assert!(text.ends_with("&verbose=1&ip=0"));
+        let parsed: Vec<(String, String)> = form_urlencoded::parse(text.as_bytes()).into_owned().collect();
+        assert_eq!(parsed[0].1, r#"[{"a":"b c"}]"#);
+        let track = encode(Endpoint::Track, std::slice::from_ref(&m), true, &mut scratch);
+        assert!(track.gzip);
+    }
+}
