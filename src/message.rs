@@ -64,7 +64,7 @@ impl Message {
     pub fn len(&self) -> usize {
         self.json.len()
     }
-
+}
 
 /// Profile and group operations Mixpanel accepts; exactly one per update.
 pub const OPERATIONS: &[&str] = &[
