@@ -25,9 +25,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-// The largest batch Mixpanel accepts in one request.
-#define MAX_BATCH_SIZE 2000
-
 // The result of every fallible bulkhead function. 0 is success.
 typedef enum {
   // Success.
