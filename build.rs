@@ -8,9 +8,11 @@ fn main() {
     println!("cargo:rerun-if-changed=src/ffi");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-env-changed=BULKHEAD_BLESS_HEADER");
-    let crate_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let crate_dir =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml is valid");
+    let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
+        .expect("cbindgen.toml is valid");
     let bindings = cbindgen::Builder::new()
         .with_crate(&crate_dir)
         .with_config(config)
@@ -20,6 +22,7 @@ fn main() {
     bindings.write_to_file(&generated);
     if std::env::var_os("BULKHEAD_BLESS_HEADER").is_some() {
         std::fs::create_dir_all(crate_dir.join("include")).expect("create include/");
-        std::fs::copy(&generated, crate_dir.join("include/bulkhead.h")).expect("write include/bulkhead.h");
+        std::fs::copy(&generated, crate_dir.join("include/bulkhead.h"))
+            .expect("write include/bulkhead.h");
     }
 }

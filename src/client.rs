@@ -100,7 +100,10 @@ impl ClientHandle {
     fn rebuild_after_fork(&self, old: *mut Core) -> Result<()> {
         let (core, rx) = Core::new(&self.config)?;
         let fresh = Box::into_raw(Box::new(core));
-        match self.core.compare_exchange(old, fresh, Ordering::AcqRel, Ordering::Acquire) {
+        match self
+            .core
+            .compare_exchange(old, fresh, Ordering::AcqRel, Ordering::Acquire)
+        {
             Ok(_) => {
                 // The old core is deliberately leaked (see module docs of `runtime`).
                 // SAFETY: `fresh` is now published and owned by this handle.
@@ -152,7 +155,9 @@ fn count_refusal(core: &Core, error: &Error) {
     let c = &core.ctx.accounting.counters;
     let counter = match error.kind() {
         ErrorKind::TooLarge => &c.dropped_too_large,
-        ErrorKind::InvalidArgument | ErrorKind::InvalidJson | ErrorKind::InvalidUtf8 => &c.dropped_invalid,
+        ErrorKind::InvalidArgument | ErrorKind::InvalidJson | ErrorKind::InvalidUtf8 => {
+            &c.dropped_invalid
+        }
         _ => return,
     };
     counter.fetch_add(1, Ordering::Relaxed);
@@ -183,27 +188,49 @@ impl Client {
     /// Queues an event for `/track`. Returns at once; [`ErrorKind::QueueFull`] when the guard
     /// dropped it.
     pub fn track(&self, distinct_id: &str, event: &str, properties: Option<&str>) -> Result<()> {
-        self.inner.enqueue(|b| b.event(distinct_id, event, properties))
+        self.inner
+            .enqueue(|b| b.event(distinct_id, event, properties))
     }
 
     /// Queues an event for `/import` with an explicit time in milliseconds.
-    pub fn import(&self, distinct_id: &str, event: &str, time_ms: i64, properties: Option<&str>) -> Result<()> {
-        self.inner.enqueue(|b| b.import(distinct_id, event, time_ms, properties))
+    pub fn import(
+        &self,
+        distinct_id: &str,
+        event: &str,
+        time_ms: i64,
+        properties: Option<&str>,
+    ) -> Result<()> {
+        self.inner
+            .enqueue(|b| b.import(distinct_id, event, time_ms, properties))
     }
 
     /// Queues a user profile update (`operation` is `$set`, `$set_once`, `$add`, ...).
     pub fn people(&self, distinct_id: &str, operation: &str, value: Option<&str>) -> Result<()> {
-        self.inner.enqueue(|b| b.people(distinct_id, operation, value))
+        self.inner
+            .enqueue(|b| b.people(distinct_id, operation, value))
     }
 
     /// Queues a group profile update.
-    pub fn group(&self, group_key: &str, group_id: &str, operation: &str, value: Option<&str>) -> Result<()> {
-        self.inner.enqueue(|b| b.group(group_key, group_id, operation, value))
+    pub fn group(
+        &self,
+        group_key: &str,
+        group_id: &str,
+        operation: &str,
+        value: Option<&str>,
+    ) -> Result<()> {
+        self.inner
+            .enqueue(|b| b.group(group_key, group_id, operation, value))
     }
 
     /// Queues messages built by another SDK (see [`MessageBuilder::prebuilt`]). All or none
     /// of an array are queued. `api_key`/`api_secret` are `/import` credentials.
-    pub fn send(&self, endpoint: &str, json: &str, api_key: Option<&str>, api_secret: Option<&str>) -> Result<()> {
+    pub fn send(
+        &self,
+        endpoint: &str,
+        json: &str,
+        api_key: Option<&str>,
+        api_secret: Option<&str>,
+    ) -> Result<()> {
         let core = self.inner.open_core()?;
         let result = Endpoint::parse(endpoint)
             .ok_or_else(|| {
@@ -213,7 +240,9 @@ impl Client {
             })
             .and_then(|endpoint| {
                 let credentials = match endpoint {
-                    Endpoint::Import => credentials_from(api_key.map(str::to_owned), api_secret.map(str::to_owned)),
+                    Endpoint::Import => {
+                        credentials_from(api_key.map(str::to_owned), api_secret.map(str::to_owned))
+                    }
                     _ => None,
                 };
                 self.inner.builder.prebuilt(endpoint, json, credentials)
@@ -230,7 +259,11 @@ impl Client {
     /// Counts a call refused before it reached the client (NULL pointer, bad UTF-8).
     pub fn note_invalid_call(&self) {
         if let Ok(core) = self.inner.core() {
-            core.ctx.accounting.counters.dropped_invalid.fetch_add(1, Ordering::Relaxed);
+            core.ctx
+                .accounting
+                .counters
+                .dropped_invalid
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -242,7 +275,10 @@ impl Client {
         if core.ctx.accounting.wait_resolved(Instant::now() + timeout) {
             Ok(())
         } else {
-            Err(Error::new(ErrorKind::Timeout, "flush deadline passed before every event was resolved"))
+            Err(Error::new(
+                ErrorKind::Timeout,
+                "flush deadline passed before every event was resolved",
+            ))
         }
     }
 
@@ -282,6 +318,9 @@ pub fn shutdown(timeout: Duration) -> Result<()> {
     if runtime::shutdown(timeout) {
         Ok(())
     } else {
-        Err(Error::new(ErrorKind::Timeout, "shutdown deadline passed; undelivered events were counted as failed"))
+        Err(Error::new(
+            ErrorKind::Timeout,
+            "shutdown deadline passed; undelivered events were counted as failed",
+        ))
     }
 }

@@ -350,7 +350,10 @@ impl Config {
             };
         }
         ImportCredentials {
-            username: self.api_secret.clone().unwrap_or_else(|| self.token.clone()),
+            username: self
+                .api_secret
+                .clone()
+                .unwrap_or_else(|| self.token.clone()),
             password: String::new(),
             project_id: self.project_id.clone(),
         }
@@ -358,8 +361,12 @@ impl Config {
 }
 
 fn to_u32(key: &str, v: u64) -> Result<u32> {
-    u32::try_from(v)
-        .map_err(|_| Error::new(ErrorKind::InvalidArgument, format!("config key `{key}` is too large")))
+    u32::try_from(v).map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidArgument,
+            format!("config key `{key}` is too large"),
+        )
+    })
 }
 
 fn is_loopback(authority: &str) -> bool {

@@ -60,14 +60,26 @@ impl DeliveryContext {
         text
     }
 
-    fn error(&self, endpoint: Endpoint, status: u16, events: u64, outcome: &'static str, message: String) {
+    fn error(
+        &self,
+        endpoint: Endpoint,
+        status: u16,
+        events: u64,
+        outcome: &'static str,
+        message: String,
+    ) {
         let message = self.redact(message);
         log(
             self.config.log_level,
-            if outcome == "retrying" { Level::Info } else { Level::Warn },
+            if outcome == "retrying" {
+                Level::Info
+            } else {
+                Level::Warn
+            },
             format_args!("{} {} events {outcome}: {message}", endpoint.path(), events),
         );
-        self.accounting.record_error(endpoint, status, events, outcome, message);
+        self.accounting
+            .record_error(endpoint, status, events, outcome, message);
     }
 }
 
@@ -105,29 +117,38 @@ enum Delivery {
 
 impl BufferedConsumer {
     /// Sends `batch`, resolving every event in it (unless the client is abandoned).
+    /// Errors are recorded before events are resolved, so a flush that returns sees them.
     pub async fn deliver(&mut self, ctx: &DeliveryContext, batch: Batch) {
-        let credentials = batch.credentials.unwrap_or_else(|| ctx.default_credentials.clone());
+        let credentials = batch
+            .credentials
+            .unwrap_or_else(|| ctx.default_credentials.clone());
         let url = transport::url(ctx.config.base_url(), batch.endpoint, &credentials);
         let mut work = vec![batch.messages];
         while let Some(messages) = work.pop() {
             let count = messages.len() as u64;
             let bytes: u64 = messages.iter().map(|m| m.len() as u64).sum();
-            let body = transport::encode(batch.endpoint, &messages, ctx.config.gzip, &mut self.scratch);
+            let body = transport::encode(
+                batch.endpoint,
+                &messages,
+                ctx.config.gzip,
+                &mut self.scratch,
+            );
             ctx.accounting.counters.in_flight.fetch_add(count, Relaxed);
-            let result = attempt_until_done(ctx, &url, batch.endpoint, &credentials, &body, count).await;
+            let result =
+                attempt_until_done(ctx, &url, batch.endpoint, &credentials, &body, count).await;
             ctx.accounting.counters.in_flight.fetch_sub(count, Relaxed);
             let acc = &ctx.accounting;
             match result {
                 Delivery::Done(Verdict::Accepted) => acc.resolve(Outcome::Sent, count, bytes),
                 Delivery::Done(Verdict::Rejected { status, message }) => {
-                    acc.resolve(Outcome::Rejected, count, bytes);
                     ctx.error(batch.endpoint, status, count, "rejected", message);
+                    acc.resolve(Outcome::Rejected, count, bytes);
                 }
                 Delivery::Done(Verdict::Partial { failed, message }) => {
                     let failed = failed.min(count);
+                    ctx.error(batch.endpoint, 400, failed, "rejected", message);
                     acc.resolve(Outcome::Sent, count - failed, bytes);
                     acc.resolve(Outcome::Rejected, failed, 0);
-                    ctx.error(batch.endpoint, 400, failed, "rejected", message);
                 }
                 Delivery::Done(Verdict::TooLarge) if messages.len() > 1 => {
                     let mut first = messages;
@@ -136,13 +157,21 @@ impl BufferedConsumer {
                     work.push(first);
                 }
                 Delivery::Done(Verdict::TooLarge) => {
+                    ctx.error(
+                        batch.endpoint,
+                        413,
+                        count,
+                        "rejected",
+                        "a single event is too large for the server (HTTP 413)".into(),
+                    );
                     acc.resolve(Outcome::Rejected, count, bytes);
-                    ctx.error(batch.endpoint, 413, count, "rejected", "a single event is too large for the server (HTTP 413)".into());
                 }
-                Delivery::Done(Verdict::Retry { .. }) => unreachable_retry(ctx, batch.endpoint, count, bytes),
+                Delivery::Done(Verdict::Retry { .. }) => {
+                    unreachable_retry(ctx, batch.endpoint, count, bytes)
+                }
                 Delivery::Failed { status, message } => {
-                    acc.resolve(Outcome::Failed, count, bytes);
                     ctx.error(batch.endpoint, status, count, "failed", message);
+                    acc.resolve(Outcome::Failed, count, bytes);
                 }
                 // Close gave up on the client and already counted these as failed.
                 Delivery::Cancelled => return,
@@ -154,8 +183,14 @@ impl BufferedConsumer {
 // `attempt_until_done` never returns a retry verdict; if it ever did, fail the events
 // rather than lose them.
 fn unreachable_retry(ctx: &DeliveryContext, endpoint: Endpoint, count: u64, bytes: u64) {
+    ctx.error(
+        endpoint,
+        0,
+        count,
+        "failed",
+        "internal: unexpected retry verdict".into(),
+    );
     ctx.accounting.resolve(Outcome::Failed, count, bytes);
-    ctx.error(endpoint, 0, count, "failed", "internal: unexpected retry verdict".into());
 }
 
 /// Attempts one body until it is accepted, refused, too large, or out of retries/budget.
@@ -190,21 +225,32 @@ async fn attempt_until_done(
             }
         }
         ctx.accounting.counters.requests.fetch_add(1, Relaxed);
-        ctx.accounting.counters.bytes_sent.fetch_add(body.bytes.len() as u64, Relaxed);
+        ctx.accounting
+            .counters
+            .bytes_sent
+            .fetch_add(body.bytes.len() as u64, Relaxed);
         let verdict = tokio::select! {
             biased;
             _ = ctx.cancel.cancelled() => return Delivery::Cancelled,
             v = transport::post(&ctx.http, url, endpoint, credentials, body, config.request_timeout) => v,
         };
         let (status, retry_after, message) = match verdict {
-            Verdict::Retry { status, retry_after, message } => (status, retry_after, message),
+            Verdict::Retry {
+                status,
+                retry_after,
+                message,
+            } => (status, retry_after, message),
             done => {
                 ctx.breaker.on_success();
                 return Delivery::Done(done);
             }
         };
         if ctx.breaker.on_failure() {
-            log(config.log_level, Level::Warn, format_args!("circuit breaker opened after repeated failures"));
+            log(
+                config.log_level,
+                Level::Warn,
+                format_args!("circuit breaker opened after repeated failures"),
+            );
         }
         if attempt >= config.max_retries {
             return Delivery::Failed {
@@ -212,12 +258,20 @@ async fn attempt_until_done(
                 message: format!("{message} (gave up after {} attempts)", attempt + 1),
             };
         }
-        let delay = backoff(attempt, config.backoff_initial, config.backoff_max, retry_after);
+        let delay = backoff(
+            attempt,
+            config.backoff_initial,
+            config.backoff_max,
+            retry_after,
+        );
         let wake = Instant::now() + delay;
         if wake > budget_end {
             return Delivery::Failed {
                 status,
-                message: format!("{message} (retry budget of {:?} exhausted)", config.retry_budget),
+                message: format!(
+                    "{message} (retry budget of {:?} exhausted)",
+                    config.retry_budget
+                ),
             };
         }
         ctx.accounting.counters.retries.fetch_add(1, Relaxed);
@@ -231,7 +285,9 @@ async fn attempt_until_done(
 
 /// Sleeps until `when`; false if the client was cancelled first.
 async fn sleep_or_cancel(ctx: &DeliveryContext, when: Instant) -> bool {
-    let delay = when.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    let delay = when
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
     tokio::select! {
         biased;
         _ = ctx.cancel.cancelled() => false,

@@ -35,7 +35,12 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(rx: Receiver, ctx: Arc<DeliveryContext>, pool: ConsumerPool, flush: Arc<Notify>) -> Self {
+    pub fn new(
+        rx: Receiver,
+        ctx: Arc<DeliveryContext>,
+        pool: ConsumerPool,
+        flush: Arc<Notify>,
+    ) -> Self {
         let config = ctx.config.clone();
         Self {
             rx,
@@ -146,7 +151,11 @@ impl Dispatcher {
         true
     }
 
-    fn find(&self, endpoint: Endpoint, credentials: &Option<Arc<ImportCredentials>>) -> Option<usize> {
+    fn find(
+        &self,
+        endpoint: Endpoint,
+        credentials: &Option<Arc<ImportCredentials>>,
+    ) -> Option<usize> {
         self.open.iter().position(|o| {
             o.batch.endpoint == endpoint
                 && match (&o.batch.credentials, credentials) {

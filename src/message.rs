@@ -125,9 +125,16 @@ impl MessageBuilder {
     }
 
     /// A user profile update for `/engage`.
-    pub fn people(&self, distinct_id: &str, operation: &str, value: Option<&str>) -> Result<Message> {
+    pub fn people(
+        &self,
+        distinct_id: &str,
+        operation: &str,
+        value: Option<&str>,
+    ) -> Result<Message> {
         if distinct_id.is_empty() {
-            return Err(Error::invalid("profile updates need a non-empty distinct_id"));
+            return Err(Error::invalid(
+                "profile updates need a non-empty distinct_id",
+            ));
         }
         let mut out = Vec::with_capacity(96 + value.map_or(0, str::len));
         out.extend_from_slice(b"{\"$token\":");
@@ -147,7 +154,9 @@ impl MessageBuilder {
         value: Option<&str>,
     ) -> Result<Message> {
         if group_key.is_empty() || group_id.is_empty() {
-            return Err(Error::invalid("group updates need a non-empty group_key and group_id"));
+            return Err(Error::invalid(
+                "group updates need a non-empty group_key and group_id",
+            ));
         }
         let mut out = Vec::with_capacity(112 + value.map_or(0, str::len));
         out.extend_from_slice(b"{\"$token\":");
@@ -285,7 +294,9 @@ impl MessageBuilder {
             properties: Option<&'a RawValue>,
         }
         let parsed: Event<'_> = serde_json::from_str(item.get()).map_err(|e| {
-            Error::json(format!("an event must be an object with `event` and `properties`: {e}"))
+            Error::json(format!(
+                "an event must be an object with `event` and `properties`: {e}"
+            ))
         })?;
         let name: &str = serde_json::from_str(parsed.event.get())
             .map_err(|_| Error::json("`event` must be a string"))?;
@@ -333,7 +344,11 @@ impl MessageBuilder {
             .map_err(|e| Error::json(format!("{operation} value is not valid JSON: {e}")))?;
         let expected = if operation == "$unset" { b'[' } else { b'{' };
         if first_byte(raw) != expected {
-            let what = if expected == b'[' { "an array of property names" } else { "a JSON object" };
+            let what = if expected == b'[' {
+                "an array of property names"
+            } else {
+                "a JSON object"
+            };
             return Err(Error::json(format!("{operation} value must be {what}")));
         }
         out.extend_from_slice(raw.get().as_bytes());
@@ -389,7 +404,9 @@ pub fn credentials_from(
     api_key: Option<String>,
     api_secret: Option<String>,
 ) -> Option<Arc<ImportCredentials>> {
-    let username = api_secret.filter(|s| !s.is_empty()).or(api_key.filter(|s| !s.is_empty()))?;
+    let username = api_secret
+        .filter(|s| !s.is_empty())
+        .or(api_key.filter(|s| !s.is_empty()))?;
     Some(Arc::new(ImportCredentials {
         username,
         password: String::new(),
@@ -418,7 +435,9 @@ fn first_byte(raw: &RawValue) -> u8 {
 fn check_time(raw: &RawValue) -> Result<()> {
     match serde_json::from_str::<f64>(raw.get()) {
         Ok(t) if t.is_finite() && t >= 0.0 => Ok(()),
-        _ => Err(Error::invalid("property `time` must be a non-negative number (seconds or ms)")),
+        _ => Err(Error::invalid(
+            "property `time` must be a non-negative number (seconds or ms)",
+        )),
     }
 }
 
@@ -474,7 +493,10 @@ pub(crate) fn reseed_insert_ids_after_fork() {
     // SAFETY: getpid has no preconditions and is async-signal-safe.
     let pid = unsafe { libc::getpid() } as u64;
     let old = INSERT_ID_SALT.load(Ordering::Relaxed);
-    INSERT_ID_SALT.store(splitmix64(old ^ (pid << 17) ^ 0x9e37_79b9) | 1, Ordering::Relaxed);
+    INSERT_ID_SALT.store(
+        splitmix64(old ^ (pid << 17) ^ 0x9e37_79b9) | 1,
+        Ordering::Relaxed,
+    );
 }
 
 fn splitmix64(mut z: u64) -> u64 {
@@ -510,7 +532,9 @@ mod tests {
 
     #[test]
     fn event_has_fixed_properties() {
-        let m = builder().event("u1", "Signed up", Some(r#"{"plan":"pro"}"#)).unwrap();
+        let m = builder()
+            .event("u1", "Signed up", Some(r#"{"plan":"pro"}"#))
+            .unwrap();
         let v = parse(&m);
         let p = &v["properties"];
         assert_eq!(v["event"], "Signed up");
@@ -545,25 +569,40 @@ mod tests {
     #[test]
     fn bad_properties_are_refused() {
         let b = builder();
-        assert_eq!(b.event("u", "e", Some("[1]")).unwrap_err().kind(), ErrorKind::InvalidJson);
-        assert_eq!(b.event("u", "e", Some("{")).unwrap_err().kind(), ErrorKind::InvalidJson);
+        assert_eq!(
+            b.event("u", "e", Some("[1]")).unwrap_err().kind(),
+            ErrorKind::InvalidJson
+        );
+        assert_eq!(
+            b.event("u", "e", Some("{")).unwrap_err().kind(),
+            ErrorKind::InvalidJson
+        );
         let bad_id = b.event("u", "e", Some(r#"{"$insert_id":"has space"}"#));
         assert_eq!(bad_id.unwrap_err().kind(), ErrorKind::InvalidArgument);
-        assert_eq!(b.event("u", "", None).unwrap_err().kind(), ErrorKind::InvalidArgument);
+        assert_eq!(
+            b.event("u", "", None).unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
     }
 
     #[test]
     fn too_large_is_refused() {
         let b = MessageBuilder::new("tok", 100);
         let props = format!(r#"{{"x":"{}"}}"#, "a".repeat(200));
-        assert_eq!(b.event("u", "e", Some(&props)).unwrap_err().kind(), ErrorKind::TooLarge);
+        assert_eq!(
+            b.event("u", "e", Some(&props)).unwrap_err().kind(),
+            ErrorKind::TooLarge
+        );
     }
 
     #[test]
     fn insert_ids_differ() {
         let a = builder().event("u", "e", None).unwrap();
         let b = builder().event("u", "e", None).unwrap();
-        assert_ne!(parse(&a)["properties"]["$insert_id"], parse(&b)["properties"]["$insert_id"]);
+        assert_ne!(
+            parse(&a)["properties"]["$insert_id"],
+            parse(&b)["properties"]["$insert_id"]
+        );
     }
 
     #[test]
@@ -572,7 +611,11 @@ mod tests {
         assert_eq!(p["$token"], "tok");
         assert_eq!(p["$distinct_id"], "u1");
         assert_eq!(p["$set"]["a"], 1);
-        let g = parse(&builder().group("company", "acme", "$unset", Some(r#"["a"]"#)).unwrap());
+        let g = parse(
+            &builder()
+                .group("company", "acme", "$unset", Some(r#"["a"]"#))
+                .unwrap(),
+        );
         assert_eq!(g["$group_key"], "company");
         assert_eq!(g["$unset"][0], "a");
         let d = parse(&builder().people("u1", "$delete", None).unwrap());
@@ -590,7 +633,9 @@ mod tests {
         assert_eq!(ms[0].credentials.as_ref().unwrap().username, "apikey");
         let v = parse(&ms[0]);
         assert_eq!(v["event"], "Old");
-        assert!(valid_insert_id(v["properties"]["$insert_id"].as_str().unwrap()));
+        assert!(valid_insert_id(
+            v["properties"]["$insert_id"].as_str().unwrap()
+        ));
 
         let arr = r#"{"data":[{"$token":"t","$distinct_id":"a","$set":{}},{"$token":"t","$distinct_id":"b","$set":{}}]}"#;
         assert_eq!(b.prebuilt(Endpoint::Engage, arr, None).unwrap().len(), 2);
@@ -601,7 +646,9 @@ mod tests {
 
         assert!(b.prebuilt(Endpoint::Track, "[]", None).is_err());
         assert!(b.prebuilt(Endpoint::Track, "3", None).is_err());
-        assert!(b.prebuilt(Endpoint::Import, r#"{"event":"x","properties":{}}"#, None).is_err());
+        assert!(b
+            .prebuilt(Endpoint::Import, r#"{"event":"x","properties":{}}"#, None)
+            .is_err());
     }
 
     #[test]

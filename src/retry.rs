@@ -11,7 +11,9 @@ pub fn backoff(
 ) -> Duration {
     let exp = initial.saturating_mul(1u32 << attempt.min(20));
     let cap = exp.min(max);
-    let jittered = Duration::from_nanos(fastrand::u64(0..=cap.as_nanos().min(u64::MAX as u128) as u64));
+    let jittered = Duration::from_nanos(fastrand::u64(
+        0..=cap.as_nanos().min(u64::MAX as u128) as u64,
+    ));
     match retry_after {
         // A server's hint is a floor, but never beyond our own ceiling.
         Some(hint) => jittered.max(hint.min(max)),

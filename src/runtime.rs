@@ -59,7 +59,12 @@ fn global() -> Result<&'static Global> {
         runtime: Mutex::new(Some(runtime)),
         http: Mutex::new(HashMap::new()),
     }));
-    match GLOBAL.compare_exchange(std::ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
+    match GLOBAL.compare_exchange(
+        std::ptr::null_mut(),
+        fresh,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
         // SAFETY: we just published `fresh`; it is never freed.
         Ok(_) => Ok(unsafe { &*fresh }),
         Err(winner) => {
@@ -95,7 +100,12 @@ pub fn http_client(connect_timeout: Duration) -> Result<reqwest::Client> {
         .tcp_nodelay(true)
         .user_agent(concat!("bulkhead/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| Error::new(ErrorKind::Internal, format!("could not build HTTP client: {e}")))?;
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Internal,
+                format!("could not build HTTP client: {e}"),
+            )
+        })?;
     clients.insert(connect_timeout, client.clone());
     Ok(client)
 }
@@ -134,7 +144,13 @@ pub fn shutdown(timeout: Duration) -> bool {
 fn register_atfork() {
     // SAFETY: the three handlers are `extern "C"` functions with static lifetime that only
     // use atomics and a raw mutex, as the atfork contract requires.
-    let rc = unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork_parent), Some(after_fork_child)) };
+    let rc = unsafe {
+        libc::pthread_atfork(
+            Some(before_fork),
+            Some(after_fork_parent),
+            Some(after_fork_child),
+        )
+    };
     if rc != 0 {
         crate::log::log(
             crate::log::Level::Warn,

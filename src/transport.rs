@@ -24,9 +24,15 @@ const MAX_ERROR_TEXT: usize = 300;
 pub enum Verdict {
     Accepted,
     /// The whole batch was refused and must not be retried (400/401/403, `status: 0`).
-    Rejected { status: u16, message: String },
+    Rejected {
+        status: u16,
+        message: String,
+    },
     /// `/import` stored some records and refused `failed` others.
-    Partial { failed: u64, message: String },
+    Partial {
+        failed: u64,
+        message: String,
+    },
     /// 413: split and resend.
     TooLarge,
     /// 429, 5xx, timeouts and network errors.
@@ -165,8 +171,14 @@ fn network_error(e: &reqwest::Error) -> Verdict {
 }
 
 /// Classifies an HTTP answer. Pure, so it is tested without a server.
-pub fn judge(endpoint: Endpoint, status: u16, retry_after: Option<Duration>, text: &str) -> Verdict {
-    let server_says = || truncate(server_error_text(text).unwrap_or_else(|| text.trim().to_owned()));
+pub fn judge(
+    endpoint: Endpoint,
+    status: u16,
+    retry_after: Option<Duration>,
+    text: &str,
+) -> Verdict {
+    let server_says =
+        || truncate(server_error_text(text).unwrap_or_else(|| text.trim().to_owned()));
     match status {
         200 if endpoint == Endpoint::Import => Verdict::Accepted,
         200 => match verbose_status(text) {
@@ -192,7 +204,7 @@ pub fn judge(endpoint: Endpoint, status: u16, retry_after: Option<Duration>, tex
             retry_after,
             message: format!("HTTP {status}: {}", server_says()),
         },
-        200..=299 => Verdict::Accepted,
+        201..=299 => Verdict::Accepted,
         _ => Verdict::Rejected {
             status,
             message: format!("HTTP {status}: {}", server_says()),
@@ -248,41 +260,77 @@ mod tests {
 
     #[test]
     fn verbose_status_zero_is_a_rejection() {
-        let v = judge(Endpoint::Track, 200, None, r#"{"status":0,"error":"bad token"}"#);
+        let v = judge(
+            Endpoint::Track,
+            200,
+            None,
+            r#"{"status":0,"error":"bad token"}"#,
+        );
         assert!(matches!(v, Verdict::Rejected { message, .. } if message.contains("bad token")));
-        assert_eq!(judge(Endpoint::Track, 200, None, r#"{"status":1,"error":null}"#), Verdict::Accepted);
-        assert!(matches!(judge(Endpoint::Engage, 200, None, "0"), Verdict::Rejected { .. }));
+        assert_eq!(
+            judge(Endpoint::Track, 200, None, r#"{"status":1,"error":null}"#),
+            Verdict::Accepted
+        );
+        assert!(matches!(
+            judge(Endpoint::Engage, 200, None, "0"),
+            Verdict::Rejected { .. }
+        ));
     }
 
     #[test]
     fn import_partial_success() {
         let body = r#"{"code":400,"num_records_imported":1,"status":"Bad Request","failed_records":[{"index":1,"$insert_id":"a","field":"time","message":"x"}]}"#;
-        assert!(matches!(judge(Endpoint::Import, 400, None, body), Verdict::Partial { failed: 1, .. }));
+        assert!(matches!(
+            judge(Endpoint::Import, 400, None, body),
+            Verdict::Partial { failed: 1, .. }
+        ));
     }
 
     #[test]
     fn retry_classes() {
         for status in [429, 500, 502, 503, 504] {
-            assert!(matches!(judge(Endpoint::Track, status, None, ""), Verdict::Retry { .. }));
+            assert!(matches!(
+                judge(Endpoint::Track, status, None, ""),
+                Verdict::Retry { .. }
+            ));
         }
         for status in [400, 401, 403] {
-            assert!(matches!(judge(Endpoint::Track, status, None, ""), Verdict::Rejected { .. }));
+            assert!(matches!(
+                judge(Endpoint::Track, status, None, ""),
+                Verdict::Rejected { .. }
+            ));
         }
         assert_eq!(judge(Endpoint::Import, 413, None, ""), Verdict::TooLarge);
     }
 
     #[test]
     fn form_body_and_gzip_rules() {
-        let m = Message { endpoint: Endpoint::Engage, credentials: None, json: br#"{"a":"b c"}"#.to_vec() };
+        let m = Message {
+            endpoint: Endpoint::Engage,
+            credentials: None,
+            json: br#"{"a":"b c"}"#.to_vec(),
+        };
         let mut scratch = Vec::new();
-        let body = encode(Endpoint::Engage, std::slice::from_ref(&m), true, &mut scratch);
+        let body = encode(
+            Endpoint::Engage,
+            std::slice::from_ref(&m),
+            true,
+            &mut scratch,
+        );
         assert!(!body.gzip, "never gzip /engage");
         let text = std::str::from_utf8(&body.bytes).unwrap();
         assert!(text.starts_with("data=%5B%7B"), "{text}");
         assert!(text.ends_with("&verbose=1&ip=0"));
-        let parsed: Vec<(String, String)> = form_urlencoded::parse(text.as_bytes()).into_owned().collect();
+        let parsed: Vec<(String, String)> = form_urlencoded::parse(text.as_bytes())
+            .into_owned()
+            .collect();
         assert_eq!(parsed[0].1, r#"[{"a":"b c"}]"#);
-        let track = encode(Endpoint::Track, std::slice::from_ref(&m), true, &mut scratch);
+        let track = encode(
+            Endpoint::Track,
+            std::slice::from_ref(&m),
+            true,
+            &mut scratch,
+        );
         assert!(track.gzip);
     }
 }

@@ -291,7 +291,10 @@ pub extern "C" fn bulkhead_send_with_credentials(
 /// Sends everything queued so far and waits for it to be resolved, at most `timeout_ms`.
 /// `BULKHEAD_STATUS_TIMEOUT` if the deadline passed first (events stay queued).
 #[no_mangle]
-pub extern "C" fn bulkhead_client_flush(client: *const bulkhead_client, timeout_ms: u32) -> bulkhead_status {
+pub extern "C" fn bulkhead_client_flush(
+    client: *const bulkhead_client,
+    timeout_ms: u32,
+) -> bulkhead_status {
     boundary(|| status_of(client!(client).flush(ms(timeout_ms))))
 }
 
@@ -300,7 +303,10 @@ pub extern "C" fn bulkhead_client_flush(client: *const bulkhead_client, timeout_
 /// Idempotent. Later calls that queue return `BULKHEAD_STATUS_CLOSED`. The handle must
 /// still be freed.
 #[no_mangle]
-pub extern "C" fn bulkhead_client_close(client: *const bulkhead_client, timeout_ms: u32) -> bulkhead_status {
+pub extern "C" fn bulkhead_client_close(
+    client: *const bulkhead_client,
+    timeout_ms: u32,
+) -> bulkhead_status {
     boundary(|| status_of(client!(client).close(ms(timeout_ms))))
 }
 
@@ -314,7 +320,10 @@ pub extern "C" fn bulkhead_shutdown(timeout_ms: u32) -> bulkhead_status {
 
 /// Writes a snapshot of the client's counters to `*stats_out`.
 #[no_mangle]
-pub extern "C" fn bulkhead_client_stats(client: *const bulkhead_client, stats_out: *mut bulkhead_stats) -> bulkhead_status {
+pub extern "C" fn bulkhead_client_stats(
+    client: *const bulkhead_client,
+    stats_out: *mut bulkhead_stats,
+) -> bulkhead_status {
     boundary(|| {
         let c = client!(client);
         if stats_out.is_null() {

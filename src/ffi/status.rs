@@ -81,7 +81,11 @@ pub(crate) fn status_of(result: crate::Result<()>) -> bulkhead_status {
 /// truncated to fit) and writes its length without the NUL to `*written` (may be NULL).
 /// An empty string if no call has failed on this thread. `buf` may be NULL if `len` is 0.
 #[no_mangle]
-pub extern "C" fn bulkhead_last_error(buf: *mut c_char, len: usize, written: *mut usize) -> bulkhead_status {
+pub extern "C" fn bulkhead_last_error(
+    buf: *mut c_char,
+    len: usize,
+    written: *mut usize,
+) -> bulkhead_status {
     boundary(|| {
         LAST_ERROR.with(|e| {
             let text = e.borrow();

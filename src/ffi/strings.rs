@@ -11,7 +11,11 @@ pub struct BadString(pub bulkhead_status);
 ///
 /// # Safety
 /// `ptr` must be NULL or valid for reads of `len` bytes for the lifetime `'a`.
-pub unsafe fn borrow_str<'a>(name: &str, ptr: *const c_char, len: usize) -> Result<&'a str, BadString> {
+pub unsafe fn borrow_str<'a>(
+    name: &str,
+    ptr: *const c_char,
+    len: usize,
+) -> Result<&'a str, BadString> {
     if ptr.is_null() {
         if len == 0 {
             return Ok("");
@@ -26,7 +30,10 @@ pub unsafe fn borrow_str<'a>(name: &str, ptr: *const c_char, len: usize) -> Resu
     // SAFETY: non-null and, per the caller's contract, valid for `len` bytes.
     let bytes = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) };
     std::str::from_utf8(bytes).map_err(|e| {
-        set_last_error(&format!("`{name}` is not valid UTF-8 (at byte {})", e.valid_up_to()));
+        set_last_error(&format!(
+            "`{name}` is not valid UTF-8 (at byte {})",
+            e.valid_up_to()
+        ));
         BadString(bulkhead_status::InvalidUtf8)
     })
 }
@@ -35,7 +42,11 @@ pub unsafe fn borrow_str<'a>(name: &str, ptr: *const c_char, len: usize) -> Resu
 ///
 /// # Safety
 /// As [`borrow_str`].
-pub unsafe fn borrow_opt_str<'a>(name: &str, ptr: *const c_char, len: usize) -> Result<Option<&'a str>, BadString> {
+pub unsafe fn borrow_opt_str<'a>(
+    name: &str,
+    ptr: *const c_char,
+    len: usize,
+) -> Result<Option<&'a str>, BadString> {
     if ptr.is_null() && len == 0 {
         return Ok(None);
     }
@@ -49,7 +60,13 @@ pub unsafe fn borrow_opt_str<'a>(name: &str, ptr: *const c_char, len: usize) -> 
 ///
 /// # Safety
 /// `buf` must be NULL or valid for writes of `len` bytes; `written` NULL or writable.
-pub unsafe fn copy_out(text: &[u8], buf: *mut c_char, len: usize, written: *mut usize, truncate: bool) -> bulkhead_status {
+pub unsafe fn copy_out(
+    text: &[u8],
+    buf: *mut c_char,
+    len: usize,
+    written: *mut usize,
+    truncate: bool,
+) -> bulkhead_status {
     let write_len = |n: usize| {
         if !written.is_null() {
             // SAFETY: `written` is non-null and writable by the caller's contract.
@@ -62,7 +79,11 @@ pub unsafe fn copy_out(text: &[u8], buf: *mut c_char, len: usize, written: *mut 
             return bulkhead_status::InvalidArgument;
         }
         write_len(text.len() + 1);
-        return if truncate && text.is_empty() { bulkhead_status::Ok } else { bulkhead_status::BufferTooSmall };
+        return if truncate && text.is_empty() {
+            bulkhead_status::Ok
+        } else {
+            bulkhead_status::BufferTooSmall
+        };
     }
     let mut n = text.len();
     if n + 1 > len {
