@@ -11,6 +11,7 @@ mod consumer;
 mod dispatcher;
 mod error;
 pub mod ffi;
+mod fields;
 mod log;
 mod message;
 mod queue;

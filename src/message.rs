@@ -4,7 +4,6 @@
 //! goes on the wire, so the background only concatenates. Everything a retry needs to stay
 //! idempotent (`$insert_id`, `time`) is fixed here, before the first attempt.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -13,6 +12,7 @@ use serde_json::value::RawValue;
 
 use crate::config::ImportCredentials;
 use crate::error::{Error, ErrorKind, Result};
+use crate::fields::Fields;
 
 /// The value of `mp_lib` in every event this library builds.
 pub const LIB_NAME: &str = "bulkhead";
@@ -84,8 +84,6 @@ pub struct MessageBuilder {
     token: String,
     max_event_bytes: usize,
 }
-
-type Properties<'a> = BTreeMap<String, &'a RawValue>;
 
 impl MessageBuilder {
     pub fn new(token: &str, max_event_bytes: u64) -> Self {
@@ -178,45 +176,52 @@ impl MessageBuilder {
         json: &str,
         credentials: Option<Arc<ImportCredentials>>,
     ) -> Result<Vec<Message>> {
-        let top: &RawValue = serde_json::from_str(json)
-            .map_err(|e| Error::json(format!("message is not valid JSON: {e}")))?;
         let mut credentials = credentials;
-        let body = match first_byte(top) {
-            b'{' => {
-                let fields: BTreeMap<&str, &RawValue> = serde_json::from_str(top.get())
-                    .map_err(|e| Error::json(format!("message is not a JSON object: {e}")))?;
-                match fields.get("data") {
-                    Some(data) if is_envelope(&fields) => {
-                        if endpoint == Endpoint::Import && credentials.is_none() {
-                            credentials = envelope_credentials(&fields)?;
-                        }
-                        *data
+        let trimmed = json.trim_start();
+        // Each item with its fields when they were already parsed (saves a second pass).
+        let items: Vec<(&str, Option<Fields<'_>>)> = if trimmed.starts_with('[') {
+            parse_array(trimmed)?
+        } else if trimmed.starts_with('{') {
+            let fields = Fields::parse(trimmed, "message")?;
+            match fields.get("data") {
+                Some(data) if fields.is_envelope() => {
+                    if endpoint == Endpoint::Import && credentials.is_none() {
+                        credentials = credentials_from(
+                            fields.string("api_key")?.map(str::to_owned),
+                            fields.string("api_secret")?.map(str::to_owned),
+                        );
                     }
-                    _ => top,
+                    match first_byte(data) {
+                        b'[' => parse_array(data.get())?,
+                        b'{' => vec![(data.get(), None)],
+                        _ => return Err(Error::json("`data` must be a JSON object or array")),
+                    }
                 }
+                // `Fields::parse` validated the whole text: no second pass for the raw form.
+                _ => vec![(trimmed.trim_end(), Some(fields))],
             }
-            b'[' => top,
-            _ => return Err(Error::json("message must be a JSON object or array")),
-        };
-        let items: Vec<&RawValue> = if first_byte(body) == b'[' {
-            serde_json::from_str(body.get())
-                .map_err(|e| Error::json(format!("message array is invalid: {e}")))?
         } else {
-            vec![body]
+            return Err(Error::json("message must be a JSON object or array"));
         };
         if items.is_empty() {
             return Err(Error::invalid("message array is empty"));
         }
         items
             .into_iter()
-            .map(|item| {
+            .map(|(item, fields)| {
                 let json = match endpoint {
-                    Endpoint::Track | Endpoint::Import => self.complete_event(endpoint, item)?,
+                    Endpoint::Track | Endpoint::Import => {
+                        let fields = match fields {
+                            Some(f) => f,
+                            None => Fields::parse(item, "event")?,
+                        };
+                        self.complete_event(endpoint, item, &fields)?
+                    }
                     Endpoint::Engage | Endpoint::Groups => {
-                        if first_byte(item) != b'{' {
+                        if !item.starts_with('{') {
                             return Err(Error::json("each update must be a JSON object"));
                         }
-                        item.get().as_bytes().to_vec()
+                        item.as_bytes().to_vec()
                     }
                 };
                 let mut message = self.finish(endpoint, json)?;
@@ -231,7 +236,7 @@ impl MessageBuilder {
         distinct_id: &str,
         event: &str,
         time_ms: Option<i64>,
-        props: &Properties<'_>,
+        props: &Fields<'_>,
     ) -> Result<Vec<u8>> {
         if event.is_empty() {
             return Err(Error::invalid("event name must not be empty"));
@@ -271,7 +276,7 @@ impl MessageBuilder {
             out.extend_from_slice(LIB_VERSION.as_bytes());
             out.push(b'"');
         }
-        for (key, value) in props {
+        for (key, value) in props.iter() {
             if key == "token" {
                 continue;
             }
@@ -284,26 +289,28 @@ impl MessageBuilder {
         Ok(out)
     }
 
-    /// Makes a prebuilt event idempotent: adds `$insert_id` (and `token`) when missing.
-    fn complete_event(&self, endpoint: Endpoint, item: &RawValue) -> Result<Vec<u8>> {
-        #[derive(serde::Deserialize)]
-        struct Event<'a> {
-            #[serde(borrow)]
-            event: &'a RawValue,
-            #[serde(borrow)]
-            properties: Option<&'a RawValue>,
+    /// Makes a prebuilt event idempotent: adds `$insert_id` (and `token`) when missing by
+    /// splicing them into the caller's bytes, which are otherwise kept as they are.
+    fn complete_event(
+        &self,
+        endpoint: Endpoint,
+        item: &str,
+        fields: &Fields<'_>,
+    ) -> Result<Vec<u8>> {
+        let name = fields
+            .string("event")
+            .map_err(|_| Error::json("`event` must be a string"))?
+            .ok_or_else(|| Error::json("an event needs `event` and `properties`"))?;
+        let Some(raw_props) = fields.get("properties") else {
+            return self.event_json("", name, None, &Fields::default());
+        };
+        if first_byte(raw_props) != b'{' {
+            return Err(Error::json("`properties` must be a JSON object"));
         }
-        let parsed: Event<'_> = serde_json::from_str(item.get()).map_err(|e| {
-            Error::json(format!(
-                "an event must be an object with `event` and `properties`: {e}"
-            ))
-        })?;
-        let name: &str = serde_json::from_str(parsed.event.get())
-            .map_err(|_| Error::json("`event` must be a string"))?;
-        let props = parse_properties(parsed.properties.map(RawValue::get))?;
+        let props = Fields::parse(raw_props.get(), "properties")?;
         if endpoint == Endpoint::Import {
             for required in ["time", "distinct_id"] {
-                if !props.contains_key(required) {
+                if props.get(required).is_none() {
                     return Err(Error::invalid(format!(
                         "an /import event needs properties.{required}"
                     )));
@@ -313,14 +320,41 @@ impl MessageBuilder {
         if let Some(t) = props.get("time") {
             check_time(t)?;
         }
-        match props.get("$insert_id") {
-            Some(id) => check_insert_id(id)?,
-            None => return self.event_json("", name, None, &props),
+        let has_id = match props.get("$insert_id") {
+            Some(id) => {
+                check_insert_id(id)?;
+                true
+            }
+            None => false,
+        };
+        let has_token = props.get("token").is_some();
+        let text = item.as_bytes();
+        if has_id && has_token {
+            return Ok(text.to_vec());
         }
-        if !props.contains_key("token") {
-            return self.event_json("", name, None, &props);
+        // Both slices borrow the same input, so the offset is within `text`.
+        let open = raw_props.get().as_ptr() as usize - text.as_ptr() as usize + 1;
+        let mut out = Vec::with_capacity(text.len() + 64 + self.token.len());
+        out.extend_from_slice(&text[..open]);
+        let mut first = true;
+        if !has_token {
+            out.extend_from_slice(b"\"token\":");
+            write_str(&mut out, &self.token);
+            first = false;
         }
-        Ok(item.get().as_bytes().to_vec())
+        if !has_id {
+            if !first {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"\"$insert_id\":\"");
+            write_insert_id(&mut out);
+            out.push(b'"');
+        }
+        if !props.is_empty() {
+            out.push(b',');
+        }
+        out.extend_from_slice(&text[open..]);
+        Ok(out)
     }
 
     fn update_tail(&self, out: &mut Vec<u8>, operation: &str, value: Option<&str>) -> Result<()> {
@@ -375,29 +409,6 @@ impl MessageBuilder {
     }
 }
 
-fn is_envelope(fields: &BTreeMap<&str, &RawValue>) -> bool {
-    !fields.contains_key("event")
-        && !fields.contains_key("$token")
-        && fields
-            .keys()
-            .all(|k| matches!(*k, "data" | "api_key" | "api_secret"))
-}
-
-fn envelope_credentials(
-    fields: &BTreeMap<&str, &RawValue>,
-) -> Result<Option<Arc<ImportCredentials>>> {
-    let text = |key: &str| -> Result<Option<String>> {
-        match fields.get(key) {
-            None => Ok(None),
-            Some(raw) if raw.get() == "null" => Ok(None),
-            Some(raw) => serde_json::from_str::<String>(raw.get())
-                .map(Some)
-                .map_err(|_| Error::json(format!("`{key}` must be a string"))),
-        }
-    };
-    Ok(credentials_from(text("api_key")?, text("api_secret")?))
-}
-
 /// mixpanel-python and mixpanel-ruby semantics: the secret as Basic username if given,
 /// else the key; empty password.
 pub fn credentials_from(
@@ -414,18 +425,23 @@ pub fn credentials_from(
     }))
 }
 
-fn parse_properties(json: Option<&str>) -> Result<Properties<'_>> {
-    let Some(json) = json.filter(|j| !j.trim().is_empty()) else {
-        return Ok(Properties::new());
+fn parse_properties(json: Option<&str>) -> Result<Fields<'_>> {
+    let Some(json) = json
+        .map(str::trim)
+        .filter(|j| !j.is_empty() && *j != "null")
+    else {
+        return Ok(Fields::default());
     };
-    let raw: &RawValue = serde_json::from_str(json)
-        .map_err(|e| Error::json(format!("properties are not valid JSON: {e}")))?;
-    match first_byte(raw) {
-        b'{' => serde_json::from_str(raw.get())
-            .map_err(|e| Error::json(format!("properties are not a valid JSON object: {e}"))),
-        b'n' => Ok(Properties::new()),
-        _ => Err(Error::json("properties must be a JSON object")),
+    if !json.starts_with('{') {
+        return Err(Error::json("properties must be a JSON object"));
     }
+    Fields::parse(json, "properties")
+}
+
+fn parse_array(json: &str) -> Result<Vec<(&str, Option<Fields<'_>>)>> {
+    let items: Vec<&RawValue> = serde_json::from_str(json)
+        .map_err(|e| Error::json(format!("message array is invalid: {e}")))?;
+    Ok(items.into_iter().map(|i| (i.get(), None)).collect())
 }
 
 fn first_byte(raw: &RawValue) -> u8 {

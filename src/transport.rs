@@ -50,46 +50,89 @@ pub struct Body {
     pub gzip: bool,
 }
 
-/// Serialises a batch into `scratch` (reused between batches) and encodes it.
+/// Serialises a batch in the endpoint's wire format. When the body is compressed, the
+/// uncompressed form is built in `scratch`, which the consumer keeps between batches.
 pub fn encode(endpoint: Endpoint, messages: &[Message], gzip: bool, scratch: &mut Vec<u8>) -> Body {
-    scratch.clear();
-    scratch.push(b'[');
-    for (i, m) in messages.iter().enumerate() {
-        if i > 0 {
-            scratch.push(b',');
-        }
-        scratch.extend_from_slice(&m.json);
-    }
-    scratch.push(b']');
-    let plain: Vec<u8> = match endpoint {
-        Endpoint::Import => scratch.clone(),
-        Endpoint::Track | Endpoint::Engage | Endpoint::Groups => {
-            let mut form = Vec::with_capacity(scratch.len() + scratch.len() / 2 + 32);
-            form.extend_from_slice(b"data=");
-            for chunk in form_urlencoded::byte_serialize(scratch) {
-                form.extend_from_slice(chunk.as_bytes());
-            }
-            form.extend_from_slice(b"&verbose=1&ip=0");
-            form
-        }
-    };
     // Mixpanel's profile APIs do not take gzip: only /track and /import are compressed.
     let gzip = gzip && matches!(endpoint, Endpoint::Track | Endpoint::Import);
-    if gzip {
-        let mut encoder = GzEncoder::new(Vec::with_capacity(plain.len() / 4), Compression::fast());
-        if encoder.write_all(&plain).is_ok() {
-            if let Ok(compressed) = encoder.finish() {
-                return Body {
-                    bytes: Bytes::from(compressed),
-                    gzip: true,
-                };
+    let json_len: usize = messages.iter().map(|m| m.json.len() + 1).sum::<usize>() + 2;
+    let mut plain = if gzip {
+        std::mem::take(scratch)
+    } else {
+        Vec::new()
+    };
+    plain.clear();
+    match endpoint {
+        Endpoint::Import => {
+            plain.reserve(json_len);
+            plain.push(b'[');
+            for (i, m) in messages.iter().enumerate() {
+                if i > 0 {
+                    plain.push(b',');
+                }
+                plain.extend_from_slice(&m.json);
             }
+            plain.push(b']');
+        }
+        Endpoint::Track | Endpoint::Engage | Endpoint::Groups => {
+            plain.reserve(json_len + json_len / 2 + 32);
+            plain.extend_from_slice(b"data=%5B");
+            for (i, m) in messages.iter().enumerate() {
+                if i > 0 {
+                    plain.extend_from_slice(b"%2C");
+                }
+                form_encode_into(&mut plain, &m.json);
+            }
+            plain.extend_from_slice(b"%5D&verbose=1&ip=0");
         }
     }
-    Body {
-        bytes: Bytes::from(plain),
-        gzip: false,
+    if !gzip {
+        return Body {
+            bytes: Bytes::from(plain),
+            gzip: false,
+        };
     }
+    let mut encoder = GzEncoder::new(Vec::with_capacity(plain.len() / 4), Compression::fast());
+    let compressed = encoder.write_all(&plain).and_then(|()| encoder.finish());
+    let body = match compressed {
+        Ok(bytes) => Body {
+            bytes: Bytes::from(bytes),
+            gzip: true,
+        },
+        // Compression into memory cannot really fail; if it does, send uncompressed.
+        Err(_) => Body {
+            bytes: Bytes::copy_from_slice(&plain),
+            gzip: false,
+        },
+    };
+    *scratch = plain;
+    body
+}
+
+/// `application/x-www-form-urlencoded` value encoding: bytes other than ASCII letters,
+/// digits and `*-._` become `%XX`. A table and one pass: this runs over every byte sent.
+fn form_encode_into(out: &mut Vec<u8>, input: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    const fn keep_table() -> [bool; 256] {
+        let mut table = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            let c = b as u8;
+            table[b] = c.is_ascii_alphanumeric() || matches!(c, b'*' | b'-' | b'.' | b'_');
+            b += 1;
+        }
+        table
+    }
+    static KEEP: [bool; 256] = keep_table();
+    let mut run_start = 0;
+    for (i, &b) in input.iter().enumerate() {
+        if !KEEP[b as usize] {
+            out.extend_from_slice(&input[run_start..i]);
+            out.extend_from_slice(&[b'%', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]]);
+            run_start = i + 1;
+        }
+    }
+    out.extend_from_slice(&input[run_start..]);
 }
 
 /// The URL for a batch: `/import` carries `strict=1` and the project id.
@@ -301,6 +344,19 @@ mod tests {
             ));
         }
         assert_eq!(judge(Endpoint::Import, 413, None, ""), Verdict::TooLarge);
+    }
+
+    #[test]
+    fn form_encoding_round_trips_every_byte() {
+        let input: Vec<u8> = (0u8..=255).collect();
+        let mut out = Vec::new();
+        form_encode_into(&mut out, &input);
+        let decoded: Vec<u8> = form_urlencoded::parse(&[b"v=", &out[..]].concat())
+            .next()
+            .map(|(_, v)| v.into_owned().into_bytes())
+            .unwrap();
+        // Non-UTF-8 bytes decode lossily; compare the ASCII half exactly.
+        assert_eq!(&decoded[..128], &input[..128]);
     }
 
     #[test]
