@@ -84,7 +84,7 @@ typedef struct {
   uint64_t queue_len;
   // Bytes of JSON held by those events.
   uint64_t queue_bytes;
-  // Events inside HTTP requests right now.
+  // Events being delivered: in an HTTP request or waiting to retry one.
   uint64_t in_flight;
   // 0 closed, 1 open, 2 half-open.
   uint32_t circuit_state;

@@ -31,7 +31,7 @@ pub struct Stats {
     /// Events accepted and not yet resolved: queued, batching or in a request.
     pub queue_len: u64,
     pub queue_bytes: u64,
-    /// Events inside HTTP requests right now.
+    /// Events being delivered: in an HTTP request or waiting to retry one.
     pub in_flight: u64,
     pub circuit_state: CircuitState,
 }

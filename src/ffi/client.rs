@@ -48,7 +48,7 @@ pub struct bulkhead_stats {
     pub queue_len: u64,
     /// Bytes of JSON held by those events.
     pub queue_bytes: u64,
-    /// Events inside HTTP requests right now.
+    /// Events being delivered: in an HTTP request or waiting to retry one.
     pub in_flight: u64,
     /// 0 closed, 1 open, 2 half-open.
     pub circuit_state: u32,
