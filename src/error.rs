@@ -1,6 +1,7 @@
 //! The one error type of the pure-Rust core. The FFI layer maps [`ErrorKind`] onto
 //! `bulkhead_status`; the bindings map it onto exceptions or return values.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// What went wrong, coarsely: one kind per status a caller may want to branch on.
@@ -28,11 +29,12 @@ pub enum ErrorKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
     kind: ErrorKind,
-    message: String,
+    // Static text needs no allocation: the guard's drop path builds one of these per event.
+    message: Cow<'static, str>,
 }
 
 impl Error {
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+    pub fn new(kind: ErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
         Self {
             kind,
             message: message.into(),
@@ -47,11 +49,11 @@ impl Error {
         &self.message
     }
 
-    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorKind::InvalidArgument, message)
     }
 
-    pub(crate) fn json(message: impl Into<String>) -> Self {
+    pub(crate) fn json(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorKind::InvalidJson, message)
     }
 }

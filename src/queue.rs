@@ -70,23 +70,23 @@ impl Queue {
         let before = c.pending.fetch_add(count, Relaxed);
         if before + count > self.capacity {
             c.pending.fetch_sub(count, Relaxed);
-            return Err(self.full(acc, count, "queue_capacity"));
+            return Err(full(
+                acc,
+                count,
+                "queue full (queue_capacity reached): dropped and counted",
+            ));
         }
         let before_bytes = c.pending_bytes.fetch_add(bytes, Relaxed);
         if before_bytes + bytes > self.max_bytes {
             c.pending_bytes.fetch_sub(bytes, Relaxed);
             c.pending.fetch_sub(count, Relaxed);
-            return Err(self.full(acc, count, "queue_max_bytes"));
+            return Err(full(
+                acc,
+                count,
+                "queue full (queue_max_bytes reached): dropped and counted",
+            ));
         }
         Ok(())
-    }
-
-    fn full(&self, acc: &Accounting, count: u64, cap: &str) -> Error {
-        acc.counters.dropped_queue_full.fetch_add(count, Relaxed);
-        Error::new(
-            ErrorKind::QueueFull,
-            format!("queue full ({cap} reached): message dropped and counted"),
-        )
     }
 }
 
@@ -99,4 +99,9 @@ fn rollback(acc: &Accounting, count: u64, bytes: u64) {
 
 fn closed() -> Error {
     Error::new(ErrorKind::Closed, "client is closed")
+}
+
+fn full(acc: &Accounting, count: u64, message: &'static str) -> Error {
+    acc.counters.dropped_queue_full.fetch_add(count, Relaxed);
+    Error::new(ErrorKind::QueueFull, message)
 }
