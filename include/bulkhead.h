@@ -102,8 +102,10 @@ bulkhead_status bulkhead_client_new(const char *config_json,
                                     size_t config_len,
                                     bulkhead_client **client_out);
 
-// Releases a client. If it is still open it is first closed with its configured
-// `shutdown_timeout_ms` (so this may wait that long, never longer). NULL is a no-op.
+// Releases a client without waiting. If it is still open it is closed in the background:
+// its queued events get up to `shutdown_timeout_ms` to be delivered (and
+// `bulkhead_shutdown` waits for them too), then what is left is counted as failed. Call
+// `bulkhead_client_close` first to wait for delivery or read final stats. NULL is a no-op.
 // The handle must not be used by any thread after this call.
 void bulkhead_client_free(bulkhead_client *client);
 

@@ -169,7 +169,8 @@ impl Client {
         config.validate()?;
         let config = Arc::new(config);
         let (core, rx) = Core::new(&config)?;
-        let builder = MessageBuilder::new(&config.token, config.max_event_bytes);
+        let builder = MessageBuilder::new(&config.token, config.max_event_bytes)
+            .with_import_credentials(config.has_import_credentials());
         let handle = Arc::new(ClientHandle {
             config,
             builder,
@@ -286,6 +287,27 @@ impl Client {
     /// (`dropped_shutdown`). Idempotent; later calls that queue return [`ErrorKind::Closed`].
     pub fn close(&self, timeout: Duration) -> Result<()> {
         self.inner.close_until(Instant::now() + timeout)
+    }
+
+    /// Closes without waiting: queued events get `shutdown_timeout` to be delivered on a
+    /// background thread (and [`shutdown`] still waits for them), then what is left is
+    /// counted as failed. For releasing a handle from a finalizer or `free`.
+    pub fn close_in_background(&self) {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let handle = self.inner.clone();
+        let deadline = Instant::now() + self.inner.config.shutdown_timeout;
+        match runtime::handle() {
+            Ok(rt) => {
+                rt.spawn_blocking(move || {
+                    let _ = handle.close_until(deadline);
+                });
+            }
+            Err(_) => {
+                let _ = handle.close_until(Instant::now());
+            }
+        }
     }
 
     pub fn is_closed(&self) -> bool {

@@ -336,6 +336,11 @@ impl Config {
         self.api_host.trim_end_matches('/')
     }
 
+    /// Whether `/import` credentials beyond the token were configured.
+    pub fn has_import_credentials(&self) -> bool {
+        self.service_account_username.is_some() || self.api_secret.is_some()
+    }
+
     /// The client-level `/import` credentials, if any were configured: a service account,
     /// else the legacy project secret, else the project token (Mixpanel accepts the token as
     /// Basic username with an empty password).

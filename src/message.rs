@@ -83,6 +83,9 @@ pub const OPERATIONS: &[&str] = &[
 pub struct MessageBuilder {
     token: String,
     max_event_bytes: usize,
+    /// Whether the client has its own `/import` credentials (service account or secret).
+    /// Without them, a prebuilt `/import` event authenticates with its own token.
+    import_credentials_configured: bool,
 }
 
 impl MessageBuilder {
@@ -90,7 +93,14 @@ impl MessageBuilder {
         Self {
             token: token.to_owned(),
             max_event_bytes: usize::try_from(max_event_bytes).unwrap_or(usize::MAX),
+            import_credentials_configured: false,
         }
+    }
+
+    /// Records that the client has `/import` credentials of its own.
+    pub fn with_import_credentials(mut self, configured: bool) -> Self {
+        self.import_credentials_configured = configured;
+        self
     }
 
     /// An event for `/track`: our fixed properties first, then the caller's, which win for
@@ -209,13 +219,23 @@ impl MessageBuilder {
         items
             .into_iter()
             .map(|(item, fields)| {
+                let mut own_credentials = None;
                 let json = match endpoint {
                     Endpoint::Track | Endpoint::Import => {
                         let fields = match fields {
                             Some(f) => f,
                             None => Fields::parse(item, "event")?,
                         };
-                        self.complete_event(endpoint, item, &fields)?
+                        let (json, token) = self.complete_event(endpoint, item, &fields)?;
+                        // mixpanel-python/-ruby imports carry the project token: with no
+                        // credentials given or configured, it is the Basic username.
+                        if endpoint == Endpoint::Import
+                            && credentials.is_none()
+                            && !self.import_credentials_configured
+                        {
+                            own_credentials = credentials_from(token.map(str::to_owned), None);
+                        }
+                        json
                     }
                     Endpoint::Engage | Endpoint::Groups => {
                         if !item.starts_with('{') {
@@ -225,7 +245,7 @@ impl MessageBuilder {
                     }
                 };
                 let mut message = self.finish(endpoint, json)?;
-                message.credentials = credentials.clone();
+                message.credentials = own_credentials.or_else(|| credentials.clone());
                 Ok(message)
             })
             .collect()
@@ -291,18 +311,22 @@ impl MessageBuilder {
 
     /// Makes a prebuilt event idempotent: adds `$insert_id` (and `token`) when missing by
     /// splicing them into the caller's bytes, which are otherwise kept as they are.
-    fn complete_event(
+    /// Also returns the event's own `token`, if it has one.
+    fn complete_event<'a>(
         &self,
         endpoint: Endpoint,
-        item: &str,
-        fields: &Fields<'_>,
-    ) -> Result<Vec<u8>> {
+        item: &'a str,
+        fields: &Fields<'a>,
+    ) -> Result<(Vec<u8>, Option<&'a str>)> {
         let name = fields
             .string("event")
             .map_err(|_| Error::json("`event` must be a string"))?
             .ok_or_else(|| Error::json("an event needs `event` and `properties`"))?;
         let Some(raw_props) = fields.get("properties") else {
-            return self.event_json("", name, None, &Fields::default());
+            if endpoint == Endpoint::Import {
+                return Err(Error::invalid("an /import event needs `properties`"));
+            }
+            return Ok((self.event_json("", name, None, &Fields::default())?, None));
         };
         if first_byte(raw_props) != b'{' {
             return Err(Error::json("`properties` must be a JSON object"));
@@ -327,10 +351,11 @@ impl MessageBuilder {
             }
             None => false,
         };
+        let token = props.string("token").ok().flatten();
         let has_token = props.get("token").is_some();
         let text = item.as_bytes();
         if has_id && has_token {
-            return Ok(text.to_vec());
+            return Ok((text.to_vec(), token));
         }
         // Both slices borrow the same input, so the offset is within `text`.
         let open = raw_props.get().as_ptr() as usize - text.as_ptr() as usize + 1;
@@ -354,7 +379,7 @@ impl MessageBuilder {
             out.push(b',');
         }
         out.extend_from_slice(&text[open..]);
-        Ok(out)
+        Ok((out, token))
     }
 
     fn update_tail(&self, out: &mut Vec<u8>, operation: &str, value: Option<&str>) -> Result<()> {

@@ -133,6 +133,14 @@ fn send_accepts_both_sdks_shapes() {
         Some("secret"),
     )
     .unwrap();
+    // No credentials given or configured: the message's own token authenticates it.
+    c.send(
+        "imports",
+        r#"{"event":"own","properties":{"token":"msg-token","distinct_id":"u4","time":1500000000}}"#,
+        None,
+        None,
+    )
+    .unwrap();
     c.flush(LONG).unwrap();
     let events = mock.events();
     let names: Vec<&str> = events
@@ -160,6 +168,7 @@ fn send_accepts_both_sdks_shapes() {
         .collect();
     assert!(users.contains(&Some("apikey".into())), "{users:?}");
     assert!(users.contains(&Some("secret".into())), "{users:?}");
+    assert!(users.contains(&Some("msg-token".into())), "{users:?}");
     assert_accounted(&c.stats());
 }
 
@@ -420,4 +429,28 @@ fn batches_respect_batch_size() {
     let sizes: Vec<usize> = mock.requests().iter().map(|r| r.records).collect();
     assert_eq!(sizes.iter().sum::<usize>(), 20);
     assert!(sizes.iter().all(|&n| n <= 7), "{sizes:?}");
+}
+
+#[test]
+fn background_close_delivers_then_gives_up_without_blocking_the_caller() {
+    let mock = MockServer::start();
+    mock.set_down(DownMode::Hang);
+    let c = client(
+        &mock,
+        r#"{"shutdown_timeout_ms":100,"request_timeout_ms":60000}"#,
+    );
+    for _ in 0..5 {
+        c.track("u", "e", None).unwrap();
+    }
+    c.close_in_background();
+    assert_eq!(
+        c.track("u", "late", None).unwrap_err().kind(),
+        ErrorKind::Closed
+    );
+    let gave_up = (0..3000).any(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        c.stats().dropped_shutdown == 5
+    });
+    assert!(gave_up, "{:?}", c.stats());
+    assert_accounted(&c.stats());
 }

@@ -132,8 +132,10 @@ pub extern "C" fn bulkhead_client_new(
     })
 }
 
-/// Releases a client. If it is still open it is first closed with its configured
-/// `shutdown_timeout_ms` (so this may wait that long, never longer). NULL is a no-op.
+/// Releases a client without waiting. If it is still open it is closed in the background:
+/// its queued events get up to `shutdown_timeout_ms` to be delivered (and
+/// `bulkhead_shutdown` waits for them too), then what is left is counted as failed. Call
+/// `bulkhead_client_close` first to wait for delivery or read final stats. NULL is a no-op.
 /// The handle must not be used by any thread after this call.
 #[no_mangle]
 pub extern "C" fn bulkhead_client_free(client: *mut bulkhead_client) {
@@ -144,9 +146,7 @@ pub extern "C" fn bulkhead_client_free(client: *mut bulkhead_client) {
         // SAFETY: a non-NULL handle came from `bulkhead_client_new` and is freed only here,
         // once, per the contract.
         let handle = unsafe { Box::from_raw(client) };
-        if !handle.client.is_closed() {
-            let _ = handle.client.close(handle.client.config().shutdown_timeout);
-        }
+        handle.client.close_in_background();
         drop(handle);
     })
 }

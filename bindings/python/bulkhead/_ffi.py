@@ -1,0 +1,221 @@
+"""The ctypes layer: finds and loads the bulkhead shared library and declares its C API.
+
+Nothing here holds delivery logic; see ``include/bulkhead.h`` for the contract.
+
+Loading order:
+
+1. ``BULKHEAD_LIB`` (a path to the shared library), if set;
+2. the copy bundled inside this package by ``pip install`` (``bulkhead/_native*.so``);
+3. this repository's cargo output (``../../target/release``, then ``../../target/debug``,
+   relative to the package's source directory), for a source checkout;
+4. the system library path (``ctypes.util.find_library("bulkhead")``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import glob
+import os
+import sys
+from ctypes import (
+    POINTER,
+    Structure,
+    c_char_p,
+    c_int,
+    c_int64,
+    c_size_t,
+    c_uint32,
+    c_uint64,
+    c_void_p,
+)
+from typing import List, Optional, Tuple
+
+__all__ = [
+    "lib",
+    "lib_path",
+    "Stats",
+    "STATUS_OK",
+    "STATUS_QUEUE_FULL",
+    "STATUS_INVALID_ARGUMENT",
+    "STATUS_INVALID_UTF8",
+    "STATUS_INVALID_JSON",
+    "STATUS_TOO_LARGE",
+    "STATUS_CLOSED",
+    "STATUS_TIMEOUT",
+    "STATUS_BUFFER_TOO_SMALL",
+    "STATUS_PANIC",
+    "STATUS_INTERNAL",
+    "last_error",
+    "status_str",
+    "version",
+]
+
+# bulkhead_status
+STATUS_OK = 0
+STATUS_QUEUE_FULL = 1
+STATUS_INVALID_ARGUMENT = 2
+STATUS_INVALID_UTF8 = 3
+STATUS_INVALID_JSON = 4
+STATUS_TOO_LARGE = 5
+STATUS_CLOSED = 6
+STATUS_TIMEOUT = 7
+STATUS_BUFFER_TOO_SMALL = 8
+STATUS_PANIC = 9
+STATUS_INTERNAL = 10
+
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+_REPO_ROOT = os.path.normpath(os.path.join(_PKG_DIR, "..", "..", ".."))
+
+if sys.platform == "darwin":
+    _LIB_FILE = "libbulkhead.dylib"
+elif sys.platform == "win32":
+    _LIB_FILE = "bulkhead.dll"
+else:
+    _LIB_FILE = "libbulkhead.so"
+
+
+def _bundled_candidates() -> List[str]:
+    found: List[str] = []
+    for pattern in ("_native*.so", "_native*.dylib", "_native*.pyd", "_native*.dll", _LIB_FILE):
+        found.extend(sorted(glob.glob(os.path.join(_PKG_DIR, pattern))))
+    return found
+
+
+def _load() -> Tuple[ctypes.CDLL, str]:
+    tried: List[str] = []
+
+    def attempt(path: str) -> Optional[ctypes.CDLL]:
+        try:
+            return ctypes.CDLL(path)
+        except OSError as e:
+            tried.append(f"{path} ({e})")
+            return None
+
+    env = os.environ.get("BULKHEAD_LIB")
+    if env:
+        lib = attempt(env)
+        if lib is not None:
+            return lib, env
+        raise ImportError(
+            f"bulkhead: cannot load the library named by BULKHEAD_LIB: {tried[-1]}"
+        )
+    candidates = _bundled_candidates()
+    if not candidates:
+        tried.append(f"{os.path.join(_PKG_DIR, '_native*.so')} (no bundled copy)")
+    for profile in ("release", "debug"):
+        path = os.path.join(_REPO_ROOT, "target", profile, _LIB_FILE)
+        if os.path.exists(path):
+            candidates.append(path)
+        else:
+            tried.append(f"{path} (not found)")
+    for path in candidates:
+        lib = attempt(path)
+        if lib is not None:
+            return lib, path
+    system = ctypes.util.find_library("bulkhead")
+    if system:
+        lib = attempt(system)
+        if lib is not None:
+            return lib, system
+    else:
+        tried.append("ctypes.util.find_library('bulkhead') (not found)")
+    raise ImportError(
+        "bulkhead: cannot find the native library (libbulkhead). Install the package with "
+        "`pip install ./bindings/python` (which builds and bundles it), build it with "
+        "`cargo build --release -p bulkhead`, or set BULKHEAD_LIB to its path. Tried: "
+        + "; ".join(tried)
+    )
+
+
+class Stats(Structure):
+    """``bulkhead_stats``: a snapshot of a client's counters and gauges."""
+
+    _fields_ = [
+        ("enqueued", c_uint64),
+        ("dropped_queue_full", c_uint64),
+        ("dropped_too_large", c_uint64),
+        ("dropped_invalid", c_uint64),
+        ("dropped_shutdown", c_uint64),
+        ("sent", c_uint64),
+        ("rejected", c_uint64),
+        ("failed", c_uint64),
+        ("retries", c_uint64),
+        ("requests", c_uint64),
+        ("bytes_sent", c_uint64),
+        ("queue_len", c_uint64),
+        ("queue_bytes", c_uint64),
+        ("in_flight", c_uint64),
+        ("circuit_state", c_uint32),
+    ]
+
+
+lib, lib_path = _load()
+
+# Strings in are (const char *ptr, size_t len): a Python `bytes` object converts to a
+# borrowed pointer (c_char_p as an *argument* type only); None is NULL. Nothing the library
+# allocates is ever returned as c_char_p: the only returned strings are static and are read
+# through c_void_p + ctypes.string_at.
+_client_p = c_void_p
+_status = c_int
+_str = c_char_p
+
+_SIGNATURES = {
+    "bulkhead_client_new": (_status, [_str, c_size_t, POINTER(c_void_p)]),
+    "bulkhead_client_free": (None, [_client_p]),
+    "bulkhead_track": (_status, [_client_p, _str, c_size_t, _str, c_size_t, _str, c_size_t]),
+    "bulkhead_import": (
+        _status,
+        [_client_p, _str, c_size_t, _str, c_size_t, c_int64, _str, c_size_t],
+    ),
+    "bulkhead_people": (_status, [_client_p, _str, c_size_t, _str, c_size_t, _str, c_size_t]),
+    "bulkhead_group": (
+        _status,
+        [_client_p, _str, c_size_t, _str, c_size_t, _str, c_size_t, _str, c_size_t],
+    ),
+    "bulkhead_send": (_status, [_client_p, _str, c_size_t, _str, c_size_t]),
+    "bulkhead_send_with_credentials": (
+        _status,
+        [_client_p, _str, c_size_t, _str, c_size_t, _str, c_size_t, _str, c_size_t],
+    ),
+    "bulkhead_client_flush": (_status, [_client_p, c_uint32]),
+    "bulkhead_client_close": (_status, [_client_p, c_uint32]),
+    "bulkhead_shutdown": (_status, [c_uint32]),
+    "bulkhead_client_stats": (_status, [_client_p, POINTER(Stats)]),
+    "bulkhead_client_queue_len": (c_uint64, [_client_p]),
+    "bulkhead_client_errors": (
+        _status,
+        [_client_p, c_uint64, c_void_p, c_size_t, POINTER(c_size_t)],
+    ),
+    "bulkhead_last_error": (_status, [c_void_p, c_size_t, POINTER(c_size_t)]),
+    "bulkhead_status_str": (c_void_p, [c_int]),
+    "bulkhead_version": (c_void_p, []),
+}
+
+for _name, (_restype, _argtypes) in _SIGNATURES.items():
+    _fn = getattr(lib, _name)
+    _fn.restype = _restype
+    _fn.argtypes = _argtypes
+
+
+def last_error() -> str:
+    """The text of the last failing bulkhead call on this thread ("" if none)."""
+    needed = c_size_t(0)
+    # NULL/0 asks for the size (NUL included); the text is thread-local, so it can't change.
+    lib.bulkhead_last_error(None, 0, ctypes.byref(needed))
+    size = max(int(needed.value), 1) + 1
+    buf = ctypes.create_string_buffer(size)
+    lib.bulkhead_last_error(buf, size, None)
+    return buf.value.decode("utf-8", "replace")
+
+
+def status_str(status: int) -> str:
+    """The library's English name for a status code."""
+    ptr = lib.bulkhead_status_str(status)
+    return ctypes.string_at(ptr).decode("utf-8", "replace") if ptr else f"status {status}"
+
+
+def version() -> str:
+    """The native library's version string."""
+    ptr = lib.bulkhead_version()
+    return ctypes.string_at(ptr).decode("utf-8", "replace") if ptr else ""

@@ -1,0 +1,625 @@
+"""``bulkhead.Client``: a thin Python face over one native client handle.
+
+No delivery logic lives here: the library validates, frames, queues, batches, sends and
+retries. This module converts Python values to JSON, maps status codes to return values or
+exceptions, and surfaces delivery errors to :mod:`logging` and an ``on_error`` callback from
+a Python thread (never from a library thread).
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import datetime as _dt
+import json
+import logging
+import os
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Union,
+)
+
+from . import _ffi
+from .errors import ClosedError, Error, error_for
+
+__all__ = [
+    "Client",
+    "Stats",
+    "DeliveryError",
+    "CONFIG_KEYS",
+    "set_exit_timeout",
+    "shutdown",
+    "logger",
+]
+
+logger = logging.getLogger("bulkhead")
+# A library adds no handler of its own but this one (see the logging HOWTO); configure
+# logging (e.g. logging.basicConfig()) or pass on_error= to see delivery errors.
+logger.addHandler(logging.NullHandler())
+
+#: The configuration keys the library accepts (passed through as keyword arguments).
+CONFIG_KEYS = (
+    "token",
+    "api_host",
+    "allow_insecure_http",
+    "queue_capacity",
+    "queue_max_bytes",
+    "pool_size",
+    "batch_size",
+    "batch_max_bytes",
+    "flush_interval_ms",
+    "connect_timeout_ms",
+    "request_timeout_ms",
+    "max_retries",
+    "backoff_initial_ms",
+    "backoff_max_ms",
+    "retry_budget_ms",
+    "circuit_failure_threshold",
+    "circuit_cooldown_ms",
+    "gzip",
+    "max_event_bytes",
+    "shutdown_timeout_ms",
+    "service_account_username",
+    "service_account_secret",
+    "project_id",
+    "api_secret",
+    "max_recent_errors",
+    "log_level",
+)
+
+_DEFAULT_SHUTDOWN_MS = 2000
+_U32_MAX = 0xFFFFFFFF
+_CIRCUIT = {0: "closed", 1: "open", 2: "half-open"}
+
+Properties = Optional[Mapping[str, Any]]
+Time = Union[_dt.datetime, _dt.date, int, float]
+ErrorHandler = Callable[["DeliveryError"], Any]
+
+# Bound once: attribute lookups on the CDLL are not free on the hot path.
+_track = _ffi.lib.bulkhead_track
+_import = _ffi.lib.bulkhead_import
+_people = _ffi.lib.bulkhead_people
+_group = _ffi.lib.bulkhead_group
+_send_cred = _ffi.lib.bulkhead_send_with_credentials
+_flush = _ffi.lib.bulkhead_client_flush
+_close = _ffi.lib.bulkhead_client_close
+_free = _ffi.lib.bulkhead_client_free
+_stats = _ffi.lib.bulkhead_client_stats
+_queue_len = _ffi.lib.bulkhead_client_queue_len
+_errors = _ffi.lib.bulkhead_client_errors
+
+_OK = _ffi.STATUS_OK
+_QUEUE_FULL = _ffi.STATUS_QUEUE_FULL
+_TIMEOUT = _ffi.STATUS_TIMEOUT
+_CLOSED = _ffi.STATUS_CLOSED
+
+
+class _Encoder(json.JSONEncoder):
+    """``json`` with datetimes as ISO strings, like mixpanel-python's DatetimeSerializer."""
+
+    def default(self, o: Any) -> Any:
+        if isinstance(o, _dt.datetime):
+            return o.strftime("%Y-%m-%dT%H:%M:%S")
+        if isinstance(o, _dt.date):
+            return o.isoformat()
+        if isinstance(o, (set, frozenset, tuple)):
+            return list(o)
+        return super().default(o)
+
+
+_encode = _Encoder(separators=(",", ":"), allow_nan=False).encode
+
+
+def _json_object(value: Any, what: str) -> bytes:
+    if type(value) is dict:  # the common case, without the ABC check
+        return _encode(value).encode("utf-8")
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{what} must be a mapping (dict), not {type(value).__name__}")
+    return _encode(value if isinstance(value, dict) else dict(value)).encode("utf-8")
+
+
+def _text(value: Any, what: str) -> bytes:
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if value is None:
+        return b""
+    raise TypeError(f"{what} must be a str, not {type(value).__name__}")
+
+
+def _required_text(value: Any, what: str) -> bytes:
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    raise TypeError(f"{what} must be a str, not {type(value).__name__}")
+
+
+def _timeout_ms(timeout: Optional[float], default_ms: int) -> int:
+    if timeout is None:
+        return default_ms
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds, not {type(timeout).__name__}")
+    if timeout != timeout or timeout < 0:
+        raise ValueError("timeout must be a non-negative number of seconds")
+    return min(int(timeout * 1000), _U32_MAX)
+
+
+def _time_ms(value: Time) -> int:
+    """Milliseconds since the epoch from a datetime/date or a number of seconds.
+
+    A naive datetime is taken as local time (``datetime.timestamp``'s convention).
+    """
+    if isinstance(value, bool):
+        raise TypeError("time must be a datetime or a number of seconds, not bool")
+    if isinstance(value, _dt.datetime):
+        return int(round(value.timestamp() * 1000))
+    if isinstance(value, _dt.date):
+        return int(_dt.datetime(value.year, value.month, value.day).timestamp() * 1000)
+    if isinstance(value, (int, float)):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("time must be a finite number of seconds")
+        return int(round(value * 1000))
+    raise TypeError(
+        f"time must be a datetime or a number of seconds, not {type(value).__name__}"
+    )
+
+
+@dataclass(frozen=True)
+class Stats:
+    """A snapshot of a client's counters. Invariant when quiescent:
+    ``enqueued == sent + rejected + failed + queue_len``."""
+
+    enqueued: int
+    dropped_queue_full: int
+    dropped_too_large: int
+    dropped_invalid: int
+    dropped_shutdown: int
+    sent: int
+    rejected: int
+    failed: int
+    retries: int
+    requests: int
+    bytes_sent: int
+    queue_len: int
+    queue_bytes: int
+    in_flight: int
+    circuit_state: str  # "closed", "open" or "half-open"
+
+
+@dataclass(frozen=True)
+class DeliveryError:
+    """One delivery error kept by the library (``bulkhead_client_errors``)."""
+
+    seq: int
+    time_ms: int
+    endpoint: str
+    http_status: Optional[int]
+    events: int
+    outcome: str
+    message: str
+
+    @property
+    def time(self) -> _dt.datetime:
+        return _dt.datetime.fromtimestamp(self.time_ms / 1000.0, tz=_dt.timezone.utc)
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> "DeliveryError":
+        status = obj.get("http_status")
+        return cls(
+            seq=int(obj.get("seq") or 0),
+            time_ms=int(obj.get("time_ms") or 0),
+            endpoint=str(obj.get("endpoint") or ""),
+            http_status=int(status) if isinstance(status, (int, float)) and status else None,
+            events=int(obj.get("events") or 0),
+            outcome=str(obj.get("outcome") or ""),
+            message=str(obj.get("message") or ""),
+        )
+
+
+# --- process-wide exit and fork handling -------------------------------------------------
+
+_exit_timeout_ms: Optional[int] = None  # set_exit_timeout(); else the clients' maximum
+_max_client_shutdown_ms = _DEFAULT_SHUTDOWN_MS
+_live: "weakref.WeakSet[Client]" = weakref.WeakSet()
+
+
+def set_exit_timeout(seconds: float) -> None:
+    """Sets the deadline of the ``bulkhead_shutdown`` call made at interpreter exit.
+
+    By default it is the largest ``shutdown_timeout_ms`` given to a client (2 s if none).
+    """
+    global _exit_timeout_ms
+    _exit_timeout_ms = _timeout_ms(seconds, _DEFAULT_SHUTDOWN_MS)
+
+
+def shutdown(timeout: Optional[float] = None) -> bool:
+    """Closes every client and stops the library's runtime within ``timeout`` seconds.
+
+    Called automatically at exit. Returns True when everything pending was resolved in
+    time. A client made afterwards starts a new runtime.
+    """
+    ms = _timeout_ms(timeout, _exit_timeout_ms or _max_client_shutdown_ms)
+    status = int(_ffi.lib.bulkhead_shutdown(ms))
+    for client in list(_live):
+        client._mark_closed()
+        try:
+            client._poll_errors()
+        except Exception:  # pragma: no cover - never let exit fail
+            pass
+    return status == _OK
+
+
+def _at_exit() -> None:
+    try:
+        shutdown(None)
+    except Exception:  # pragma: no cover - never let exit fail
+        pass
+
+
+atexit.register(_at_exit)
+
+
+def _after_fork_in_child() -> None:
+    # Locks held by other threads at fork() stay locked in the child: replace them. The
+    # library itself resets its queue and runtime in the child (pthread_atfork).
+    for client in list(_live):
+        client._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class Client:
+    """A bulkhead client: a bounded in-process queue drained by a pool of background senders.
+
+    ``Client(token="…", api_host="https://api-eu.mixpanel.com", queue_capacity=10_000)``;
+    every keyword in :data:`CONFIG_KEYS` is passed to the library, which reports unknown
+    keys and bad values (:class:`bulkhead.Error`). ``on_error`` receives each
+    :class:`DeliveryError`; errors are also logged on the ``"bulkhead"`` logger. Both happen on
+    the thread calling ``flush``, ``close``, ``stats`` or (every ``error_check_interval``
+    calls) ``track`` and the other queueing methods.
+
+    Queueing methods return True when queued and False when the queue-size guard dropped the
+    event; they never block and never raise on delivery trouble.
+    """
+
+    def __init__(
+        self,
+        token: Optional[str] = None,
+        *,
+        on_error: Optional[ErrorHandler] = None,
+        error_check_interval: int = 1000,
+        **config: Any,
+    ) -> None:
+        global _max_client_shutdown_ms
+        self._handle: Optional[int] = None
+        self._closed = True
+        if token is not None:
+            config["token"] = token
+        for key, value in list(config.items()):
+            if isinstance(value, _dt.timedelta):  # convenience for *_ms keys
+                config[key] = int(value.total_seconds() * 1000)
+        try:
+            data = json.dumps(config).encode("utf-8")
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"bulkhead: config values must be JSON values: {e}") from None
+        out = ctypes.c_void_p()
+        status = _ffi.lib.bulkhead_client_new(data, len(data), ctypes.byref(out))
+        if status != _OK:
+            raise error_for(status)
+        self._handle = out.value
+        self._closed = False
+        self._close_result: Optional[bool] = None
+        self._on_error = on_error
+        self._lock = threading.Lock()
+        self._last_seq = 0
+        self._interval = max(1, int(error_check_interval))
+        self._calls = 0
+        shutdown_ms = config.get("shutdown_timeout_ms")
+        self._shutdown_ms = (
+            int(shutdown_ms) if isinstance(shutdown_ms, int) else _DEFAULT_SHUTDOWN_MS
+        )
+        _max_client_shutdown_ms = max(_max_client_shutdown_ms, self._shutdown_ms)
+        # The handle is freed when this object is collected. Not at interpreter exit: the
+        # exit hook's bulkhead_shutdown already bounds that, and freeing each open client
+        # there would wait up to its shutdown_timeout_ms once per client.
+        self._finalizer = weakref.finalize(self, _free, self._handle)
+        self._finalizer.atexit = False
+        _live.add(self)
+
+    # --- context manager ---------------------------------------------------------------
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<bulkhead.Client {state} queue_size={self.queue_size}>"
+
+    # --- queueing (the hot path) ---------------------------------------------------------
+
+    def _done(self, status: int) -> bool:
+        self._calls += 1
+        if self._calls >= self._interval:
+            self._calls = 0
+            self._poll_errors(blocking=False)
+        if status == _OK:
+            return True
+        if status == _QUEUE_FULL:
+            return False
+        if status == _CLOSED:
+            self._closed = True
+        raise error_for(status)
+
+    def _h(self) -> int:
+        if self._closed:
+            raise ClosedError("bulkhead: the client is closed", _CLOSED)
+        return self._handle  # type: ignore[return-value]
+
+    def track(self, distinct_id: Optional[str], event: str, properties: Properties = None) -> bool:
+        """Queues an event for ``/track``. False when the queue-size guard dropped it."""
+        h = self._h()
+        d = _text(distinct_id, "distinct_id")
+        e = _required_text(event, "event")
+        if properties is None:
+            return self._done(_track(h, d, len(d), e, len(e), None, 0))
+        p = _json_object(properties, "properties")
+        return self._done(_track(h, d, len(d), e, len(e), p, len(p)))
+
+    def import_event(
+        self,
+        distinct_id: str,
+        event: str,
+        time: Time,
+        properties: Properties = None,
+    ) -> bool:
+        """Queues an event of any age for ``/import`` (``time``: datetime or seconds)."""
+        h = self._h()
+        d = _text(distinct_id, "distinct_id")
+        e = _required_text(event, "event")
+        t = _time_ms(time)
+        p = b"" if properties is None else _json_object(properties, "properties")
+        return self._done(_import(h, d, len(d), e, len(e), t, p or None, len(p)))
+
+    def _people(self, distinct_id: str, op: bytes, value: Optional[bytes]) -> bool:
+        h = self._h()
+        d = _text(distinct_id, "distinct_id")
+        n = len(value) if value is not None else 0
+        return self._done(_people(h, d, len(d), op, len(op), value, n))
+
+    def people_set(self, distinct_id: str, properties: Mapping[str, Any]) -> bool:
+        return self._people(distinct_id, b"$set", _json_object(properties, "properties"))
+
+    def people_set_once(self, distinct_id: str, properties: Mapping[str, Any]) -> bool:
+        return self._people(distinct_id, b"$set_once", _json_object(properties, "properties"))
+
+    def people_increment(self, distinct_id: str, properties: Mapping[str, Any]) -> bool:
+        """``$add``: numeric increments."""
+        return self._people(distinct_id, b"$add", _json_object(properties, "properties"))
+
+    def people_append(self, distinct_id: str, properties: Mapping[str, Any]) -> bool:
+        return self._people(distinct_id, b"$append", _json_object(properties, "properties"))
+
+    def people_union(self, distinct_id: str, properties: Mapping[str, Any]) -> bool:
+        return self._people(distinct_id, b"$union", _json_object(properties, "properties"))
+
+    def people_remove(self, distinct_id: str, properties: Mapping[str, Any]) -> bool:
+        return self._people(distinct_id, b"$remove", _json_object(properties, "properties"))
+
+    def people_unset(self, distinct_id: str, names: Sequence[str]) -> bool:
+        return self._people(distinct_id, b"$unset", _names(names))
+
+    def people_delete(self, distinct_id: str) -> bool:
+        return self._people(distinct_id, b"$delete", None)
+
+    def _group(self, key: str, gid: str, op: bytes, value: Optional[bytes]) -> bool:
+        h = self._h()
+        k = _required_text(key, "group_key")
+        g = _required_text(gid, "group_id")
+        n = len(value) if value is not None else 0
+        return self._done(_group(h, k, len(k), g, len(g), op, len(op), value, n))
+
+    def group_set(self, group_key: str, group_id: str, properties: Mapping[str, Any]) -> bool:
+        return self._group(group_key, group_id, b"$set", _json_object(properties, "properties"))
+
+    def group_set_once(
+        self, group_key: str, group_id: str, properties: Mapping[str, Any]
+    ) -> bool:
+        return self._group(
+            group_key, group_id, b"$set_once", _json_object(properties, "properties")
+        )
+
+    def group_union(self, group_key: str, group_id: str, properties: Mapping[str, Any]) -> bool:
+        return self._group(
+            group_key, group_id, b"$union", _json_object(properties, "properties")
+        )
+
+    def group_remove(
+        self, group_key: str, group_id: str, properties: Mapping[str, Any]
+    ) -> bool:
+        return self._group(
+            group_key, group_id, b"$remove", _json_object(properties, "properties")
+        )
+
+    def group_unset(self, group_key: str, group_id: str, names: Sequence[str]) -> bool:
+        return self._group(group_key, group_id, b"$unset", _names(names))
+
+    def group_delete(self, group_key: str, group_id: str) -> bool:
+        return self._group(group_key, group_id, b"$delete", None)
+
+    def send(
+        self,
+        endpoint: str,
+        message: Union[str, bytes],
+        api_key: Optional[str] = None,
+        api_secret: Optional[str] = None,
+    ) -> bool:
+        """Queues messages already built by an SDK (``bulkhead_send_with_credentials``).
+
+        ``endpoint``: ``events``, ``people``, ``groups`` or ``imports``; ``message``: one
+        JSON message or an array of them. ``api_key``/``api_secret`` are ``/import``
+        credentials for these messages.
+        """
+        h = self._h()
+        ep = _required_text(endpoint, "endpoint")
+        if isinstance(message, str):
+            m = message.encode("utf-8")
+        elif isinstance(message, (bytes, bytearray)):
+            m = bytes(message)
+        else:
+            raise TypeError(f"message must be str or bytes, not {type(message).__name__}")
+        k = _text(api_key, "api_key") if api_key is not None else None
+        s = _text(api_secret, "api_secret") if api_secret is not None else None
+        return self._done(
+            _send_cred(
+                h, ep, len(ep), m, len(m), k, len(k) if k else 0, s, len(s) if s else 0
+            )
+        )
+
+    # --- waiting, closing, observing ----------------------------------------------------
+
+    def flush(self, timeout: Optional[float] = 2.0) -> bool:
+        """Sends everything queued so far and waits at most ``timeout`` seconds.
+
+        True when everything was resolved (delivered, rejected or failed), False when the
+        deadline passed first (the events stay queued). The GIL is released while waiting.
+        """
+        ms = _timeout_ms(timeout, self._shutdown_ms)
+        status = _flush(self._h(), ms)
+        self._poll_errors()
+        if status == _OK:
+            return True
+        if status == _TIMEOUT:
+            return False
+        if status == _CLOSED:
+            self._closed = True
+        raise error_for(status)
+
+    def close(self, timeout: Optional[float] = None) -> bool:
+        """Flushes for at most ``timeout`` seconds (default: ``shutdown_timeout_ms``, 2 s)
+        then stops the client; what is still pending is counted as failed. Idempotent.
+
+        Returns True when nothing was left pending. The native handle is released when the
+        object is garbage collected (so other threads can never use a freed handle).
+        """
+        ms = _timeout_ms(timeout, self._shutdown_ms)
+        with self._lock:
+            if self._close_result is not None:
+                return self._close_result
+            if self._handle is None:
+                return True
+            status = _close(self._handle, ms)
+            self._closed = True
+            self._close_result = status in (_OK, _CLOSED)
+        self._poll_errors()
+        return self._close_result
+
+    def _mark_closed(self) -> None:
+        self._closed = True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def stats(self) -> Stats:
+        """A snapshot of the counters (also surfaces pending delivery errors)."""
+        if self._handle is None:
+            raise ClosedError("bulkhead: the client is closed", _CLOSED)
+        s = _ffi.Stats()
+        status = _stats(self._handle, ctypes.byref(s))
+        if status != _OK:
+            raise error_for(status)
+        self._poll_errors(blocking=False)
+        return Stats(
+            enqueued=s.enqueued,
+            dropped_queue_full=s.dropped_queue_full,
+            dropped_too_large=s.dropped_too_large,
+            dropped_invalid=s.dropped_invalid,
+            dropped_shutdown=s.dropped_shutdown,
+            sent=s.sent,
+            rejected=s.rejected,
+            failed=s.failed,
+            retries=s.retries,
+            requests=s.requests,
+            bytes_sent=s.bytes_sent,
+            queue_len=s.queue_len,
+            queue_bytes=s.queue_bytes,
+            in_flight=s.in_flight,
+            circuit_state=_CIRCUIT.get(s.circuit_state, str(s.circuit_state)),
+        )
+
+    @property
+    def queue_size(self) -> int:
+        """Events accepted and not yet resolved (queued, batching or in flight)."""
+        return int(_queue_len(self._handle)) if self._handle is not None else 0
+
+    def errors(self, after_seq: int = 0) -> List[DeliveryError]:
+        """The recent delivery errors kept by the library (oldest first)."""
+        return [DeliveryError.from_json(o) for o in self._fetch_errors(after_seq)]
+
+    def _fetch_errors(self, after_seq: int) -> List[Dict[str, Any]]:
+        if self._handle is None:
+            return []
+        size = 4096
+        written = ctypes.c_size_t(0)
+        for _ in range(8):
+            buf = ctypes.create_string_buffer(size)
+            status = _errors(self._handle, after_seq, buf, size, ctypes.byref(written))
+            if status == _OK:
+                raw = ctypes.string_at(buf, written.value)
+                value = json.loads(raw.decode("utf-8", "replace") or "[]")
+                return value if isinstance(value, list) else []
+            if status != _ffi.STATUS_BUFFER_TOO_SMALL:
+                raise error_for(status)
+            size = max(int(written.value), size * 2)
+        return []
+
+    def _poll_errors(self, blocking: bool = True) -> None:
+        """Hands new delivery errors to the logger and ``on_error``, on this thread."""
+        if not self._lock.acquire(blocking):
+            return
+        try:
+            fresh = [DeliveryError.from_json(o) for o in self._fetch_errors(self._last_seq)]
+            if fresh:
+                self._last_seq = max(self._last_seq, max(e.seq for e in fresh))
+        except Exception:  # pragma: no cover - observability must never break the caller
+            logger.debug("bulkhead: could not read delivery errors", exc_info=True)
+            return
+        finally:
+            self._lock.release()
+        for err in fresh:
+            logger.warning(
+                "delivery error: %s on %s (%s events, http %s): %s",
+                err.outcome,
+                err.endpoint,
+                err.events,
+                err.http_status if err.http_status is not None else "-",
+                err.message,
+            )
+            if self._on_error is not None:
+                try:
+                    self._on_error(err)
+                except Exception:
+                    logger.exception("bulkhead: on_error handler raised")
+
+
+def _names(names: Iterable[str]) -> bytes:
+    if isinstance(names, (str, bytes)) or not isinstance(names, Iterable):
+        raise TypeError("names must be a list of property names")
+    items = list(names)
+    for n in items:
+        if not isinstance(n, str):
+            raise TypeError("names must be a list of str")
+    return _encode(items).encode("utf-8")
