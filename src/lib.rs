@@ -4,6 +4,9 @@
 //! event is accounted for (delivered, rejected, failed, dropped by the guard, or pending).
 //! See `DESIGN.md` and the README for the architecture; [`Client`] is the entry point.
 
+// A panic is caught at the FFI boundary, but none should happen: no unwrap/expect/panic.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
 mod circuit;
 mod client;
 mod config;
