@@ -37,6 +37,8 @@ lint:
 
 test: lint test-rust test-ruby test-python
 
+# test-rust includes these; here to run them alone.
+
 # Unit tests, the mock's tests, the Rust integration tests, the header drift check, and the
 # C/C++ tests (tests/c_api.rs compiles bindings/c/tests/*.c as C99 and C++).
 test-rust:
@@ -68,11 +70,15 @@ deps-python: $(VENV)/bin/python
 test-python: build deps-python
 	cd bindings/python && env -u BULKHEAD_LIB BULKHEAD_MOCK=$(MOCK) $(VENV)/bin/python -m pytest -q tests
 
+# The outage story on an embedded mock (`-- --hang` for a service that never answers).
 demo:
 	$(CARGO) run --release --example demo
 
+# Host-call latency (median/p99) with the sender busy, and end-to-end events/s, from C.
 bench: build
-	@echo "see bench target notes in README"
+	$(CC) -O2 -std=c99 -Iinclude bindings/c/bench/bench.c -o target/release/bulkhead-bench \
+	  -Ltarget/release -lbulkhead -Wl,-rpath,$(ROOT)/target/release -lpthread
+	target/release/bulkhead-bench $(MOCK)
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig

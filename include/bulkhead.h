@@ -214,12 +214,15 @@ bulkhead_status bulkhead_client_errors(const bulkhead_client *client,
 
 // Copies the text of the last failing call on this thread into `buf` (NUL-terminated,
 // truncated to fit) and writes its length without the NUL to `*written` (may be NULL).
-// An empty string if no call has failed on this thread. `buf` may be NULL if `len` is 0.
+// An empty string if no call has failed on this thread. With `buf` NULL and `len` 0 it
+// returns `BULKHEAD_STATUS_BUFFER_TOO_SMALL` (OK if there is no text) and writes the size
+// needed, NUL included, to `*written`.
 bulkhead_status bulkhead_last_error(char *buf, size_t len, size_t *written);
 
-// A static, NUL-terminated English name for `status` ("ok", "queue full", ...).
-// Never NULL; never free it.
-const char *bulkhead_status_str(bulkhead_status status);
+// A static, NUL-terminated English name for a `bulkhead_status` value ("ok",
+// "queue full: event dropped", ...); "unknown status" for any other number. Takes an
+// integer so that a value from a newer header is safe to pass. Never NULL; never free it.
+const char *bulkhead_status_str(uint32_t status);
 
 // The library version as a static NUL-terminated string ("0.1.0"). Never free it.
 const char *bulkhead_version(void);

@@ -5,7 +5,10 @@
 //! See `DESIGN.md` and the README for the architecture; [`Client`] is the entry point.
 
 // A panic is caught at the FFI boundary, but none should happen: no unwrap/expect/panic.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 mod circuit;
 mod client;

@@ -178,8 +178,8 @@ impl MessageBuilder {
     }
 
     /// Messages already built by another SDK: a bare message, an array of them, or a
-    /// mixpanel-ruby envelope `{"data": ..., "api_key": ...}`. Events without `$insert_id`
-    /// get one (and a missing `token` is filled in); updates pass through untouched.
+    /// mixpanel-ruby envelope `{"data": ..., "api_key": ...}`. Events lacking `$insert_id`,
+    /// `time` or `token` get them; updates pass through untouched.
     pub fn prebuilt(
         &self,
         endpoint: Endpoint,
@@ -309,8 +309,8 @@ impl MessageBuilder {
         Ok(out)
     }
 
-    /// Makes a prebuilt event idempotent: adds `$insert_id` (and `token`) when missing by
-    /// splicing them into the caller's bytes, which are otherwise kept as they are.
+    /// Makes a prebuilt event idempotent: adds `$insert_id`, `time` (and `token`) when
+    /// missing by splicing them into the caller's bytes, which are otherwise kept as is.
     /// Also returns the event's own `token`, if it has one.
     fn complete_event<'a>(
         &self,
@@ -352,29 +352,37 @@ impl MessageBuilder {
             None => false,
         };
         let token = props.string("token").ok().flatten();
-        let has_token = props.get("token").is_some();
+        // What the event lacks of what makes a retry idempotent, spliced in at the front.
+        let mut missing: Vec<u8> = Vec::new();
+        let mut add = |key: &[u8], write: &dyn Fn(&mut Vec<u8>)| {
+            if !missing.is_empty() {
+                missing.push(b',');
+            }
+            missing.extend_from_slice(key);
+            write(&mut missing);
+        };
+        if props.get("token").is_none() {
+            add(b"\"token\":", &|out| write_str(out, &self.token));
+        }
+        if props.get("time").is_none() {
+            add(b"\"time\":", &|out| write_int(out, now_ms()));
+        }
+        if !has_id {
+            add(b"\"$insert_id\":", &|out| {
+                out.push(b'"');
+                write_insert_id(out);
+                out.push(b'"');
+            });
+        }
         let text = item.as_bytes();
-        if has_id && has_token {
+        if missing.is_empty() {
             return Ok((text.to_vec(), token));
         }
         // Both slices borrow the same input, so the offset is within `text`.
         let open = raw_props.get().as_ptr() as usize - text.as_ptr() as usize + 1;
-        let mut out = Vec::with_capacity(text.len() + 64 + self.token.len());
+        let mut out = Vec::with_capacity(text.len() + missing.len() + 1);
         out.extend_from_slice(&text[..open]);
-        let mut first = true;
-        if !has_token {
-            out.extend_from_slice(b"\"token\":");
-            write_str(&mut out, &self.token);
-            first = false;
-        }
-        if !has_id {
-            if !first {
-                out.push(b',');
-            }
-            out.extend_from_slice(b"\"$insert_id\":\"");
-            write_insert_id(&mut out);
-            out.push(b'"');
-        }
+        out.extend_from_slice(&missing);
         if !props.is_empty() {
             out.push(b',');
         }
@@ -681,9 +689,20 @@ mod tests {
         let arr = r#"{"data":[{"$token":"t","$distinct_id":"a","$set":{}},{"$token":"t","$distinct_id":"b","$set":{}}]}"#;
         assert_eq!(b.prebuilt(Endpoint::Engage, arr, None).unwrap().len(), 2);
 
-        let bare = r#"{"event":"x","properties":{"token":"tok","$insert_id":"abc"}}"#;
+        let bare = r#"{"event":"x","properties":{"token":"tok","time":1,"$insert_id":"abc"}}"#;
         let m = b.prebuilt(Endpoint::Track, bare, None).unwrap();
         assert_eq!(m[0].json, bare.as_bytes());
+
+        let bare_no_time = r#"{"event":"x","properties":{"distinct_id":"u"}}"#;
+        let v = parse(&b.prebuilt(Endpoint::Track, bare_no_time, None).unwrap()[0]);
+        assert!(v["properties"]["time"].as_i64().unwrap() > 1_600_000_000_000);
+        assert_eq!(v["properties"]["token"], "tok");
+        assert_eq!(v["properties"]["distinct_id"], "u");
+        let empty_props = r#"{"event":"x","properties":{}}"#;
+        let v = parse(&b.prebuilt(Endpoint::Track, empty_props, None).unwrap()[0]);
+        assert!(valid_insert_id(
+            v["properties"]["$insert_id"].as_str().unwrap()
+        ));
 
         assert!(b.prebuilt(Endpoint::Track, "[]", None).is_err());
         assert!(b.prebuilt(Endpoint::Track, "3", None).is_err());

@@ -79,7 +79,9 @@ pub(crate) fn status_of(result: crate::Result<()>) -> bulkhead_status {
 
 /// Copies the text of the last failing call on this thread into `buf` (NUL-terminated,
 /// truncated to fit) and writes its length without the NUL to `*written` (may be NULL).
-/// An empty string if no call has failed on this thread. `buf` may be NULL if `len` is 0.
+/// An empty string if no call has failed on this thread. With `buf` NULL and `len` 0 it
+/// returns `BULKHEAD_STATUS_BUFFER_TOO_SMALL` (OK if there is no text) and writes the size
+/// needed, NUL included, to `*written`.
 #[no_mangle]
 pub extern "C" fn bulkhead_last_error(
     buf: *mut c_char,
@@ -96,23 +98,25 @@ pub extern "C" fn bulkhead_last_error(
     })
 }
 
-/// A static, NUL-terminated English name for `status` ("ok", "queue full", ...).
-/// Never NULL; never free it.
+/// A static, NUL-terminated English name for a `bulkhead_status` value ("ok",
+/// "queue full: event dropped", ...); "unknown status" for any other number. Takes an
+/// integer so that a value from a newer header is safe to pass. Never NULL; never free it.
 #[no_mangle]
-pub extern "C" fn bulkhead_status_str(status: bulkhead_status) -> *const c_char {
+pub extern "C" fn bulkhead_status_str(status: u32) -> *const c_char {
     boundary_or(c"unknown status".as_ptr(), || {
         let text: &'static std::ffi::CStr = match status {
-            bulkhead_status::Ok => c"ok",
-            bulkhead_status::QueueFull => c"queue full: event dropped",
-            bulkhead_status::InvalidArgument => c"invalid argument",
-            bulkhead_status::InvalidUtf8 => c"invalid UTF-8",
-            bulkhead_status::InvalidJson => c"invalid JSON",
-            bulkhead_status::TooLarge => c"event too large",
-            bulkhead_status::Closed => c"closed",
-            bulkhead_status::Timeout => c"timed out",
-            bulkhead_status::BufferTooSmall => c"buffer too small",
-            bulkhead_status::Panic => c"internal panic",
-            bulkhead_status::Internal => c"internal error",
+            0 => c"ok",
+            1 => c"queue full: event dropped",
+            2 => c"invalid argument",
+            3 => c"invalid UTF-8",
+            4 => c"invalid JSON",
+            5 => c"event too large",
+            6 => c"closed",
+            7 => c"timed out",
+            8 => c"buffer too small",
+            9 => c"internal panic",
+            10 => c"internal error",
+            _ => c"unknown status",
         };
         text.as_ptr()
     })

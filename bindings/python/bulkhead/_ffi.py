@@ -188,7 +188,7 @@ _SIGNATURES = {
         [_client_p, c_uint64, c_void_p, c_size_t, POINTER(c_size_t)],
     ),
     "bulkhead_last_error": (_status, [c_void_p, c_size_t, POINTER(c_size_t)]),
-    "bulkhead_status_str": (c_void_p, [c_int]),
+    "bulkhead_status_str": (c_void_p, [c_uint32]),
     "bulkhead_version": (c_void_p, []),
 }
 

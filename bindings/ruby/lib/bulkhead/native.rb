@@ -93,7 +93,7 @@ module Bulkhead
     attach_function :bulkhead_client_queue_len, [:pointer], :uint64
     attach_function :bulkhead_client_errors, %i[pointer uint64 pointer size_t pointer], :int
     attach_function :bulkhead_last_error, %i[pointer size_t pointer], :int
-    attach_function :bulkhead_status_str, [:int], :string
+    attach_function :bulkhead_status_str, [:uint32], :string
     attach_function :bulkhead_version, [], :string
 
     # The text of the last failing call on this thread.
