@@ -131,15 +131,26 @@ impl ClientHandle {
         self.core()
     }
 
+    /// The core of this process generation, if it exists yet. Read-only calls use this so
+    /// that a forked child that never queued anything does not start a runtime for them.
+    fn current_core(&self) -> Option<&Core> {
+        let ptr = self.core.load(Ordering::Acquire);
+        // SAFETY: as in `core`.
+        let core = unsafe { &*ptr };
+        (core.generation == runtime::generation()).then_some(core)
+    }
+
     pub(crate) fn close_until(&self, deadline: Instant) -> Result<()> {
         self.closed.store(true, Ordering::Release);
-        let core = self.core()?;
+        // A child that never used this client has nothing of its own to deliver.
+        let Some(core) = self.current_core() else {
+            return Ok(());
+        };
         core.flush.notify_one();
         let finished = core.ctx.accounting.wait_resolved(deadline);
-        if !finished {
-            core.ctx.accounting.abandon_pending();
-        }
         core.ctx.cancel.cancel();
+        // Also counts a straggler queued by a call that raced with close.
+        core.ctx.accounting.abandon_pending();
         if finished {
             Ok(())
         } else {
@@ -259,7 +270,7 @@ impl Client {
 
     /// Counts a call refused before it reached the client (NULL pointer, bad UTF-8).
     pub fn note_invalid_call(&self) {
-        if let Ok(core) = self.inner.core() {
+        if let Some(core) = self.inner.current_core() {
             core.ctx
                 .accounting
                 .counters
@@ -271,7 +282,9 @@ impl Client {
     /// Sends everything queued so far and waits for it, at most `timeout`.
     /// [`ErrorKind::Timeout`] if the deadline passed first (the events stay queued).
     pub fn flush(&self, timeout: Duration) -> Result<()> {
-        let core = self.inner.core()?;
+        let Some(core) = self.inner.current_core() else {
+            return Ok(());
+        };
         core.flush.notify_one();
         if core.ctx.accounting.wait_resolved(Instant::now() + timeout) {
             Ok(())
@@ -314,10 +327,11 @@ impl Client {
         self.inner.closed.load(Ordering::Acquire)
     }
 
+    /// A snapshot of the counters (all zero in a forked child until it queues something).
     pub fn stats(&self) -> Stats {
-        match self.inner.core() {
-            Ok(core) => core.ctx.accounting.snapshot(core.ctx.breaker.state()),
-            Err(_) => Stats::default(),
+        match self.inner.current_core() {
+            Some(core) => core.ctx.accounting.snapshot(core.ctx.breaker.state()),
+            None => Stats::default(),
         }
     }
 
@@ -328,9 +342,9 @@ impl Client {
 
     /// Recent delivery errors with `seq > after_seq` (0 for all that are kept).
     pub fn errors(&self, after_seq: u64) -> Vec<DeliveryError> {
-        match self.inner.core() {
-            Ok(core) => core.ctx.accounting.errors_after(after_seq),
-            Err(_) => Vec::new(),
+        match self.inner.current_core() {
+            Some(core) => core.ctx.accounting.errors_after(after_seq),
+            None => Vec::new(),
         }
     }
 }

@@ -77,6 +77,15 @@ impl Dispatcher {
                         return;
                     }
                 }
+                // Before the channel: under a steady stream the channel is always ready, and
+                // a quiet endpoint's batch must still leave after `flush_interval`.
+                _ = &mut timer, if next_due.is_some() => {
+                    let now = Instant::now();
+                    let interval = self.interval;
+                    if !self.dispatch_where(|b| b.opened + interval <= now).await {
+                        return;
+                    }
+                }
                 n = self.rx.recv_many(&mut chunk, RECV_CHUNK) => {
                     if n == 0 {
                         // Every sender is gone: the client was freed. Send what is left.
@@ -87,13 +96,6 @@ impl Dispatcher {
                         if !self.add(message).await {
                             return;
                         }
-                    }
-                }
-                _ = &mut timer, if next_due.is_some() => {
-                    let now = Instant::now();
-                    let interval = self.interval;
-                    if !self.dispatch_where(|b| b.opened + interval <= now).await {
-                        return;
                     }
                 }
             }

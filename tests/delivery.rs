@@ -454,3 +454,35 @@ fn background_close_delivers_then_gives_up_without_blocking_the_caller() {
     assert!(gave_up, "{:?}", c.stats());
     assert_accounted(&c.stats());
 }
+
+#[test]
+fn a_quiet_endpoint_is_sent_on_time_under_a_steady_stream_elsewhere() {
+    let mock = MockServer::start();
+    let c = client(
+        &mock,
+        r#"{"flush_interval_ms":50,"queue_capacity":1000000}"#,
+    );
+    c.people("u", "$set", Some(r#"{"a":1}"#)).unwrap();
+    // Keep the channel busy with events while waiting for the update, without flushing.
+    let mut arrived = false;
+    for _ in 0..20_000 {
+        for _ in 0..100 {
+            let _ = c.track("u", "busy", None);
+        }
+        if mock.stats().updates == 1 {
+            arrived = true;
+            break;
+        }
+    }
+    assert!(arrived, "the /engage batch waited behind /track traffic");
+}
+
+#[test]
+fn a_fresh_client_reports_zero_and_closes_cleanly() {
+    let mock = MockServer::start();
+    let c = client(&mock, "{}");
+    assert_eq!(c.stats(), Stats::default());
+    assert!(c.flush(Duration::from_millis(10)).is_ok());
+    assert!(c.close(Duration::from_millis(10)).is_ok());
+    assert_eq!(c.stats().enqueued, 0);
+}
