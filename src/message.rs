@@ -711,6 +711,84 @@ mod tests {
             .is_err());
     }
 
+    /// Random JSON text for property values and keys, escapes and unicode included.
+    fn random_value(rng: &mut fastrand::Rng, depth: u32) -> serde_json::Value {
+        match rng.u32(0..if depth > 2 { 5 } else { 7 }) {
+            0 => Value::Null,
+            1 => Value::Bool(rng.bool()),
+            2 => Value::from(rng.i64(..)),
+            3 => Value::from(rng.f64() * 1e6),
+            4 => Value::String(random_key(rng)),
+            5 => (0..rng.usize(0..4))
+                .map(|_| random_value(rng, depth + 1))
+                .collect(),
+            _ => Value::Object(
+                (0..rng.usize(0..4))
+                    .map(|_| (random_key(rng), random_value(rng, depth + 1)))
+                    .collect(),
+            ),
+        }
+    }
+
+    fn random_key(rng: &mut fastrand::Rng) -> String {
+        const PIECES: &[&str] = &[
+            "a",
+            "Z",
+            "time",
+            "token",
+            "\"",
+            "\\",
+            "\n",
+            "é",
+            "😀",
+            " ",
+            "$insert_id",
+            "\u{1}",
+        ];
+        (0..rng.usize(0..4))
+            .map(|_| PIECES[rng.usize(..PIECES.len())])
+            .collect()
+    }
+
+    #[test]
+    fn random_properties_always_give_valid_events() {
+        let b = builder();
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..2000 {
+            let mut props = serde_json::Map::new();
+            for _ in 0..rng.usize(0..8) {
+                props.insert(random_key(&mut rng), random_value(&mut rng, 0));
+            }
+            // Keys whose values bulkhead checks must stay valid for the event to be accepted.
+            props.remove("time");
+            props.remove("$insert_id");
+            let props_text = Value::Object(props).to_string();
+            // Compare with the text re-read (serde_json's float parsing is not exact).
+            let props: serde_json::Map<String, Value> = serde_json::from_str(&props_text).unwrap();
+            let m = b.event("u", "e", Some(&props_text)).unwrap();
+            let v = parse(&m);
+            for (k, val) in &props {
+                if k != "token" {
+                    assert_eq!(&v["properties"][k], val, "{k} in {props_text}");
+                }
+            }
+            assert_eq!(v["properties"]["token"], "tok");
+            // The same event handed over prebuilt, without $insert_id/time: spliced, valid.
+            let prebuilt = format!(r#"{{"event":"e","properties":{props_text}}}"#);
+            let out = b.prebuilt(Endpoint::Track, &prebuilt, None).unwrap();
+            let v = parse(&out[0]);
+            assert!(valid_insert_id(
+                v["properties"]["$insert_id"].as_str().unwrap()
+            ));
+            assert!(v["properties"]["time"].is_i64());
+            for (k, val) in &props {
+                if k != "token" {
+                    assert_eq!(&v["properties"][k], val, "{k} in {prebuilt}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn endpoint_names() {
         assert_eq!(Endpoint::parse("events"), Some(Endpoint::Track));
