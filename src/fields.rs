@@ -1,11 +1,12 @@
-//! A JSON object read in one pass without building a tree: its keys (borrowed when they
-//! have no escapes) and the raw text of each value. This is what keeps `track` and `send`
-//! cheap: the caller's values are validated once and copied through untouched.
+//! JSON objects read in one pass without building a tree. [`Fields`] keeps every key
+//! (borrowed when it has no escapes) with the raw text of its value; [`MessageScan`] reads a
+//! prebuilt message and only remembers what bulkhead needs from it. This is what keeps
+//! `track` and `send` cheap: the caller's values are validated once and copied through.
 
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
@@ -39,10 +40,6 @@ impl<'a> Fields<'a> {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// The value of `key` (the last one if repeated).
     pub fn get(&self, key: &str) -> Option<&'a RawValue> {
         self.entries
@@ -54,26 +51,6 @@ impl<'a> Fields<'a> {
 
     pub fn contains_key(&self, key: &str) -> bool {
         self.entries.iter().any(|(k, _)| k == key)
-    }
-
-    /// The string value of `key`: `Ok(None)` when absent or null, an error if not a string.
-    pub fn string(&self, key: &str) -> Result<Option<&'a str>> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(raw) if raw.get() == "null" => Ok(None),
-            Some(raw) => serde_json::from_str::<&str>(raw.get())
-                .map(Some)
-                .map_err(|_| Error::json(format!("`{key}` must be a plain string"))),
-        }
-    }
-
-    /// A mixpanel-ruby envelope: `data` plus only `api_key`/`api_secret`.
-    pub fn is_envelope(&self) -> bool {
-        self.contains_key("data")
-            && self
-                .entries
-                .iter()
-                .all(|(k, _)| matches!(k.as_ref(), "data" | "api_key" | "api_secret"))
     }
 
     /// Every key once, in order; for repeated keys the last value, at its last position.
@@ -137,6 +114,128 @@ impl<'de> Deserialize<'de> for Fields<'de> {
     }
 }
 
+/// A prebuilt message (an event, an update, or a mixpanel-ruby envelope), read in one pass.
+#[derive(Default)]
+pub struct MessageScan<'a> {
+    pub event: Option<&'a RawValue>,
+    pub properties: Option<PropertiesScan<'a>>,
+    pub data: Option<&'a RawValue>,
+    pub api_key: Option<&'a RawValue>,
+    pub api_secret: Option<&'a RawValue>,
+    /// Any key besides the ones above.
+    pub other_keys: bool,
+}
+
+/// What bulkhead needs from an event's `properties`, read without keeping the rest.
+#[derive(Default)]
+pub struct PropertiesScan<'a> {
+    pub token: Option<&'a RawValue>,
+    pub time: Option<&'a RawValue>,
+    pub insert_id: Option<&'a RawValue>,
+    pub has_distinct_id: bool,
+    pub len: usize,
+    /// Address of the first key's text when it was borrowed from the input: it locates
+    /// the object's opening brace without a second pass.
+    first_key_at: Option<usize>,
+}
+
+impl<'a> MessageScan<'a> {
+    pub fn parse(json: &'a str) -> Result<Self> {
+        serde_json::from_str(json)
+            .map_err(|e| Error::json(format!("message must be a valid JSON object: {e}")))
+    }
+
+    /// A mixpanel-ruby envelope: `data` plus only `api_key`/`api_secret`.
+    pub fn is_envelope(&self) -> bool {
+        self.data.is_some() && self.event.is_none() && self.properties.is_none() && !self.other_keys
+    }
+}
+
+impl PropertiesScan<'_> {
+    /// The index just after the `{` of these properties within `item`, the text they were
+    /// read from; `None` when that cannot be told from the scan alone.
+    pub fn body_start(&self, item: &str) -> Option<usize> {
+        let quote = self
+            .first_key_at?
+            .checked_sub(item.as_ptr() as usize)?
+            .checked_sub(1)?;
+        let bytes = item.as_bytes();
+        if bytes.get(quote) != Some(&b'"') {
+            return None;
+        }
+        // Only whitespace can stand between the brace and the first key of valid JSON.
+        let brace = bytes[..quote]
+            .iter()
+            .rposition(|b| !b.is_ascii_whitespace())?;
+        (bytes[brace] == b'{').then_some(brace + 1)
+    }
+}
+
+impl<'de> Deserialize<'de> for MessageScan<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ScanVisitor;
+        impl<'de> Visitor<'de> for ScanVisitor {
+            type Value = MessageScan<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut scan = MessageScan::default();
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    match key.0.as_ref() {
+                        "event" => scan.event = Some(map.next_value()?),
+                        "properties" => scan.properties = Some(map.next_value()?),
+                        "data" => scan.data = Some(map.next_value()?),
+                        "api_key" => scan.api_key = Some(map.next_value()?),
+                        "api_secret" => scan.api_secret = Some(map.next_value()?),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            scan.other_keys = true;
+                        }
+                    }
+                }
+                Ok(scan)
+            }
+        }
+        deserializer.deserialize_map(ScanVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for PropertiesScan<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PropertiesVisitor;
+        impl<'de> Visitor<'de> for PropertiesVisitor {
+            type Value = PropertiesScan<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("`properties` as a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut scan = PropertiesScan::default();
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    if scan.len == 0 {
+                        if let Cow::Borrowed(text) = key.0 {
+                            scan.first_key_at = Some(text.as_ptr() as usize);
+                        }
+                    }
+                    scan.len += 1;
+                    // Repeated keys: the last one wins, as everywhere in serde.
+                    match key.0.as_ref() {
+                        "token" => scan.token = Some(map.next_value()?),
+                        "time" => scan.time = Some(map.next_value()?),
+                        "$insert_id" => scan.insert_id = Some(map.next_value()?),
+                        other => {
+                            scan.has_distinct_id |= other == "distinct_id";
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(scan)
+            }
+        }
+        deserializer.deserialize_map(PropertiesVisitor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,7 +244,7 @@ mod tests {
     fn borrows_keys_and_keeps_raw_values() {
         let f = Fields::parse(r#"{"a": [1, 2], "b\u0041": "x"}"#, "t").unwrap();
         assert_eq!(f.get("a").unwrap().get(), "[1, 2]");
-        assert_eq!(f.string("bA").unwrap(), Some("x"));
+        assert_eq!(f.get("bA").unwrap().get(), r#""x""#);
         assert!(matches!(f.entries[0].0, Cow::Borrowed(_)));
     }
 
@@ -155,6 +254,22 @@ mod tests {
         let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (k, v.get())).collect();
         assert_eq!(pairs, vec![("b", "2"), ("a", "3")]);
         assert_eq!(f.get("a").unwrap().get(), "3");
+    }
+
+    #[test]
+    fn scan_finds_the_properties_brace() {
+        let text = r#"{"event":"e", "properties": {  "a":1,"token":"t","time":2}}"#;
+        let scan = MessageScan::parse(text).unwrap();
+        let props = scan.properties.unwrap();
+        let at = props.body_start(text).unwrap();
+        assert_eq!(&text[at - 1..at], "{");
+        assert_eq!(&text[at..at + 6], "  \"a\":");
+        assert_eq!((props.len, props.time.unwrap().get()), (3, "2"));
+        // An escaped first key cannot be located without a second pass.
+        let escaped = r#"{"event":"e","properties":{"\u0061":1}}"#;
+        let scan = MessageScan::parse(escaped).unwrap();
+        assert_eq!(scan.properties.unwrap().body_start(escaped), None);
+        assert!(MessageScan::parse(r#"{"event":"e","properties":[1]}"#).is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 
 use crate::config::ImportCredentials;
 use crate::error::{Error, ErrorKind, Result};
-use crate::fields::Fields;
+use crate::fields::{Fields, MessageScan};
 
 /// The value of `mp_lib` in every event this library builds.
 pub const LIB_NAME: &str = "bulkhead";
@@ -187,18 +187,18 @@ impl MessageBuilder {
         credentials: Option<Arc<ImportCredentials>>,
     ) -> Result<Vec<Message>> {
         let mut credentials = credentials;
-        let trimmed = json.trim_start();
-        // Each item with its fields when they were already parsed (saves a second pass).
-        let items: Vec<(&str, Option<Fields<'_>>)> = if trimmed.starts_with('[') {
+        let trimmed = json.trim();
+        // Each item with its scan when it was already read (a bare message: one pass).
+        let items: Vec<(&str, Option<MessageScan<'_>>)> = if trimmed.starts_with('[') {
             parse_array(trimmed)?
         } else if trimmed.starts_with('{') {
-            let fields = Fields::parse(trimmed, "message")?;
-            match fields.get("data") {
-                Some(data) if fields.is_envelope() => {
+            let scan = MessageScan::parse(trimmed)?;
+            match scan.data {
+                Some(data) if scan.is_envelope() => {
                     if endpoint == Endpoint::Import && credentials.is_none() {
                         credentials = credentials_from(
-                            fields.string("api_key")?.map(str::to_owned),
-                            fields.string("api_secret")?.map(str::to_owned),
+                            optional_string("api_key", scan.api_key)?.map(str::to_owned),
+                            optional_string("api_secret", scan.api_secret)?.map(str::to_owned),
                         );
                     }
                     match first_byte(data) {
@@ -207,8 +207,7 @@ impl MessageBuilder {
                         _ => return Err(Error::json("`data` must be a JSON object or array")),
                     }
                 }
-                // `Fields::parse` validated the whole text: no second pass for the raw form.
-                _ => vec![(trimmed.trim_end(), Some(fields))],
+                _ => vec![(trimmed, Some(scan))],
             }
         } else {
             return Err(Error::json("message must be a JSON object or array"));
@@ -218,15 +217,18 @@ impl MessageBuilder {
         }
         items
             .into_iter()
-            .map(|(item, fields)| {
+            .map(|(item, scan)| {
+                if !item.starts_with('{') {
+                    return Err(Error::json("each message must be a JSON object"));
+                }
                 let mut own_credentials = None;
                 let json = match endpoint {
                     Endpoint::Track | Endpoint::Import => {
-                        let fields = match fields {
-                            Some(f) => f,
-                            None => Fields::parse(item, "event")?,
+                        let scan = match scan {
+                            Some(s) => s,
+                            None => MessageScan::parse(item)?,
                         };
-                        let (json, token) = self.complete_event(endpoint, item, &fields)?;
+                        let (json, token) = self.complete_event(endpoint, item, &scan)?;
                         // mixpanel-python/-ruby imports carry the project token: with no
                         // credentials given or configured, it is the Basic username.
                         if endpoint == Endpoint::Import
@@ -237,12 +239,8 @@ impl MessageBuilder {
                         }
                         json
                     }
-                    Endpoint::Engage | Endpoint::Groups => {
-                        if !item.starts_with('{') {
-                            return Err(Error::json("each update must be a JSON object"));
-                        }
-                        item.as_bytes().to_vec()
-                    }
+                    // Validated as JSON already (by the scan or the array parse).
+                    Endpoint::Engage | Endpoint::Groups => item.as_bytes().to_vec(),
                 };
                 let mut message = self.finish(endpoint, json)?;
                 message.credentials = own_credentials.or_else(|| credentials.clone());
@@ -316,42 +314,30 @@ impl MessageBuilder {
         &self,
         endpoint: Endpoint,
         item: &'a str,
-        fields: &Fields<'a>,
+        scan: &MessageScan<'a>,
     ) -> Result<(Vec<u8>, Option<&'a str>)> {
-        let name = fields
-            .string("event")
-            .map_err(|_| Error::json("`event` must be a string"))?
+        let name = optional_string("event", scan.event)?
             .ok_or_else(|| Error::json("an event needs `event` and `properties`"))?;
-        let Some(raw_props) = fields.get("properties") else {
+        let Some(props) = &scan.properties else {
             if endpoint == Endpoint::Import {
                 return Err(Error::invalid("an /import event needs `properties`"));
             }
             return Ok((self.event_json("", name, None, &Fields::default())?, None));
         };
-        if first_byte(raw_props) != b'{' {
-            return Err(Error::json("`properties` must be a JSON object"));
+        if endpoint == Endpoint::Import && (props.time.is_none() || !props.has_distinct_id) {
+            return Err(Error::invalid(
+                "an /import event needs properties.time and properties.distinct_id",
+            ));
         }
-        let props = Fields::parse(raw_props.get(), "properties")?;
-        if endpoint == Endpoint::Import {
-            for required in ["time", "distinct_id"] {
-                if props.get(required).is_none() {
-                    return Err(Error::invalid(format!(
-                        "an /import event needs properties.{required}"
-                    )));
-                }
-            }
-        }
-        if let Some(t) = props.get("time") {
+        if let Some(t) = props.time {
             check_time(t)?;
         }
-        let has_id = match props.get("$insert_id") {
-            Some(id) => {
-                check_insert_id(id)?;
-                true
-            }
-            None => false,
-        };
-        let token = props.string("token").ok().flatten();
+        if let Some(id) = props.insert_id {
+            check_insert_id(id)?;
+        }
+        let token = props
+            .token
+            .and_then(|t| serde_json::from_str::<&str>(t.get()).ok());
         // What the event lacks of what makes a retry idempotent, spliced in at the front.
         let mut missing: Vec<u8> = Vec::new();
         let mut add = |key: &[u8], write: &dyn Fn(&mut Vec<u8>)| {
@@ -361,13 +347,13 @@ impl MessageBuilder {
             missing.extend_from_slice(key);
             write(&mut missing);
         };
-        if props.get("token").is_none() {
+        if props.token.is_none() {
             add(b"\"token\":", &|out| write_str(out, &self.token));
         }
-        if props.get("time").is_none() {
+        if props.time.is_none() {
             add(b"\"time\":", &|out| write_int(out, now_ms()));
         }
-        if !has_id {
+        if props.insert_id.is_none() {
             add(b"\"$insert_id\":", &|out| {
                 out.push(b'"');
                 write_insert_id(out);
@@ -378,12 +364,21 @@ impl MessageBuilder {
         if missing.is_empty() {
             return Ok((text.to_vec(), token));
         }
-        // Both slices borrow the same input, so the offset is within `text`.
-        let open = raw_props.get().as_ptr() as usize - text.as_ptr() as usize + 1;
+        let open = match props.body_start(item) {
+            Some(at) => at,
+            // Empty properties or an escaped first key: find the brace with a second pass.
+            None => {
+                let raw = Fields::parse(item, "event")?
+                    .get("properties")
+                    .ok_or_else(|| Error::json("an event needs `properties`"))?;
+                // Both slices borrow `item`, so the offset is within `text`.
+                raw.get().as_ptr() as usize - text.as_ptr() as usize + 1
+            }
+        };
         let mut out = Vec::with_capacity(text.len() + missing.len() + 1);
         out.extend_from_slice(&text[..open]);
         out.extend_from_slice(&missing);
-        if !props.is_empty() {
+        if props.len > 0 {
             out.push(b',');
         }
         out.extend_from_slice(&text[open..]);
@@ -471,10 +466,21 @@ fn parse_properties(json: Option<&str>) -> Result<Fields<'_>> {
     Fields::parse(json, "properties")
 }
 
-fn parse_array(json: &str) -> Result<Vec<(&str, Option<Fields<'_>>)>> {
+fn parse_array(json: &str) -> Result<Vec<(&str, Option<MessageScan<'_>>)>> {
     let items: Vec<&RawValue> = serde_json::from_str(json)
         .map_err(|e| Error::json(format!("message array is invalid: {e}")))?;
     Ok(items.into_iter().map(|i| (i.get(), None)).collect())
+}
+
+/// A string field of a prebuilt message: `Ok(None)` when absent or null.
+fn optional_string<'a>(key: &str, raw: Option<&'a RawValue>) -> Result<Option<&'a str>> {
+    match raw {
+        None => Ok(None),
+        Some(raw) if raw.get() == "null" => Ok(None),
+        Some(raw) => serde_json::from_str::<&str>(raw.get())
+            .map(Some)
+            .map_err(|_| Error::json(format!("`{key}` must be a plain string"))),
+    }
 }
 
 fn first_byte(raw: &RawValue) -> u8 {
