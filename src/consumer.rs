@@ -110,8 +110,24 @@ pub fn new_pool(size: usize) -> ConsumerPool {
 
 /// How a series of attempts for one body ended.
 enum Delivery {
-    Done(Verdict),
-    Failed { status: u16, message: String },
+    Accepted,
+    /// Refused by the server; not to be retried.
+    Rejected {
+        status: u16,
+        message: String,
+    },
+    /// `/import` stored some records and refused `failed` others.
+    Partial {
+        failed: u64,
+        message: String,
+    },
+    TooLarge,
+    /// Out of retries, retry budget, or circuit-breaker patience.
+    Failed {
+        status: u16,
+        message: String,
+    },
+    /// The client was closed and gave up on these events (already counted).
     Cancelled,
 }
 
@@ -139,24 +155,24 @@ impl BufferedConsumer {
             ctx.accounting.counters.in_flight.fetch_sub(count, Relaxed);
             let acc = &ctx.accounting;
             match result {
-                Delivery::Done(Verdict::Accepted) => acc.resolve(Outcome::Sent, count, bytes),
-                Delivery::Done(Verdict::Rejected { status, message }) => {
+                Delivery::Accepted => acc.resolve(Outcome::Sent, count, bytes),
+                Delivery::Rejected { status, message } => {
                     ctx.error(batch.endpoint, status, count, "rejected", message);
                     acc.resolve(Outcome::Rejected, count, bytes);
                 }
-                Delivery::Done(Verdict::Partial { failed, message }) => {
+                Delivery::Partial { failed, message } => {
                     let failed = failed.min(count);
                     ctx.error(batch.endpoint, 400, failed, "rejected", message);
                     acc.resolve(Outcome::Sent, count - failed, bytes);
                     acc.resolve(Outcome::Rejected, failed, 0);
                 }
-                Delivery::Done(Verdict::TooLarge) if messages.len() > 1 => {
+                Delivery::TooLarge if messages.len() > 1 => {
                     let mut first = messages;
                     let second = first.split_off(first.len() / 2);
                     work.push(second);
                     work.push(first);
                 }
-                Delivery::Done(Verdict::TooLarge) => {
+                Delivery::TooLarge => {
                     ctx.error(
                         batch.endpoint,
                         413,
@@ -165,9 +181,6 @@ impl BufferedConsumer {
                         "a single event is too large for the server (HTTP 413)".into(),
                     );
                     acc.resolve(Outcome::Rejected, count, bytes);
-                }
-                Delivery::Done(Verdict::Retry { .. }) => {
-                    unreachable_retry(ctx, batch.endpoint, count, bytes)
                 }
                 Delivery::Failed { status, message } => {
                     ctx.error(batch.endpoint, status, count, "failed", message);
@@ -178,19 +191,6 @@ impl BufferedConsumer {
             }
         }
     }
-}
-
-// `attempt_until_done` never returns a retry verdict; if it ever did, fail the events
-// rather than lose them.
-fn unreachable_retry(ctx: &DeliveryContext, endpoint: Endpoint, count: u64, bytes: u64) {
-    ctx.error(
-        endpoint,
-        0,
-        count,
-        "failed",
-        "internal: unexpected retry verdict".into(),
-    );
-    ctx.accounting.resolve(Outcome::Failed, count, bytes);
 }
 
 /// Attempts one body until it is accepted, refused, too large, or out of retries/budget.
@@ -234,16 +234,25 @@ async fn attempt_until_done(
             _ = ctx.cancel.cancelled() => return Delivery::Cancelled,
             v = transport::post(&ctx.http, url, endpoint, credentials, body, config.request_timeout) => v,
         };
+        // Any answer, even a refusal, shows the service is up.
+        let answered = |delivery: Delivery| {
+            ctx.breaker.on_success();
+            delivery
+        };
         let (status, retry_after, message) = match verdict {
+            Verdict::Accepted => return answered(Delivery::Accepted),
+            Verdict::Rejected { status, message } => {
+                return answered(Delivery::Rejected { status, message })
+            }
+            Verdict::Partial { failed, message } => {
+                return answered(Delivery::Partial { failed, message })
+            }
+            Verdict::TooLarge => return answered(Delivery::TooLarge),
             Verdict::Retry {
                 status,
                 retry_after,
                 message,
             } => (status, retry_after, message),
-            done => {
-                ctx.breaker.on_success();
-                return Delivery::Done(done);
-            }
         };
         if ctx.breaker.on_failure() {
             log(
