@@ -143,12 +143,19 @@ impl BufferedConsumer {
         while let Some(messages) = work.pop() {
             let count = messages.len() as u64;
             let bytes: u64 = messages.iter().map(|m| m.len() as u64).sum();
-            let body = transport::encode(
+            let body = match transport::encode(
                 batch.endpoint,
                 &messages,
                 ctx.config.gzip,
                 &mut self.scratch,
-            );
+            ) {
+                Ok(body) => body,
+                // Too big once encoded: split now instead of paying for a 413.
+                Err(transport::Oversized) => {
+                    split_into(&mut work, messages);
+                    continue;
+                }
+            };
             ctx.accounting.counters.in_flight.fetch_add(count, Relaxed);
             let result =
                 attempt_until_done(ctx, &url, batch.endpoint, &credentials, &body, count).await;
@@ -166,12 +173,7 @@ impl BufferedConsumer {
                     acc.resolve(Outcome::Sent, count - failed, bytes);
                     acc.resolve(Outcome::Rejected, failed, 0);
                 }
-                Delivery::TooLarge if messages.len() > 1 => {
-                    let mut first = messages;
-                    let second = first.split_off(first.len() / 2);
-                    work.push(second);
-                    work.push(first);
-                }
+                Delivery::TooLarge if messages.len() > 1 => split_into(&mut work, messages),
                 Delivery::TooLarge => {
                     ctx.error(
                         batch.endpoint,
@@ -191,6 +193,13 @@ impl BufferedConsumer {
             }
         }
     }
+}
+
+/// Queues the two halves of `messages`, first half on top.
+fn split_into(work: &mut Vec<Vec<Message>>, mut messages: Vec<Message>) {
+    let second = messages.split_off(messages.len() / 2);
+    work.push(second);
+    work.push(messages);
 }
 
 /// Attempts one body until it is accepted, refused, too large, or out of retries/budget.

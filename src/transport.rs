@@ -19,6 +19,11 @@ use crate::message::{Endpoint, Message};
 /// The longest server text we keep in an error message.
 const MAX_ERROR_TEXT: usize = 300;
 
+/// Mixpanel's cap on an uncompressed request body (the 413 example in its API reference).
+/// Form encoding can make a body half as large again as its JSON, so this is checked on
+/// the encoded body, before sending, rather than left to a 413 round trip.
+pub const MAX_REQUEST_BODY: usize = 2 * 1024 * 1024;
+
 /// How one HTTP attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -50,9 +55,20 @@ pub struct Body {
     pub gzip: bool,
 }
 
+/// A batch whose encoded body is above [`MAX_REQUEST_BODY`]: split it before sending.
+#[derive(Debug)]
+pub struct Oversized;
+
 /// Serialises a batch in the endpoint's wire format. When the body is compressed, the
 /// uncompressed form is built in `scratch`, which the consumer keeps between batches.
-pub fn encode(endpoint: Endpoint, messages: &[Message], gzip: bool, scratch: &mut Vec<u8>) -> Body {
+/// A batch of several messages whose body would pass [`MAX_REQUEST_BODY`] is refused;
+/// a single message is always encoded (the server has the last word on it).
+pub fn encode(
+    endpoint: Endpoint,
+    messages: &[Message],
+    gzip: bool,
+    scratch: &mut Vec<u8>,
+) -> Result<Body, Oversized> {
     // Mixpanel's profile APIs do not take gzip: only /track and /import are compressed.
     let gzip = gzip && matches!(endpoint, Endpoint::Track | Endpoint::Import);
     let json_len: usize = messages.iter().map(|m| m.json.len() + 1).sum::<usize>() + 2;
@@ -86,11 +102,17 @@ pub fn encode(endpoint: Endpoint, messages: &[Message], gzip: bool, scratch: &mu
             plain.extend_from_slice(b"%5D&verbose=1&ip=0");
         }
     }
+    if plain.len() > MAX_REQUEST_BODY && messages.len() > 1 {
+        if gzip {
+            *scratch = plain;
+        }
+        return Err(Oversized);
+    }
     if !gzip {
-        return Body {
+        return Ok(Body {
             bytes: Bytes::from(plain),
             gzip: false,
-        };
+        });
     }
     let mut encoder = GzEncoder::new(Vec::with_capacity(plain.len() / 4), Compression::fast());
     let compressed = encoder.write_all(&plain).and_then(|()| encoder.finish());
@@ -106,7 +128,7 @@ pub fn encode(endpoint: Endpoint, messages: &[Message], gzip: bool, scratch: &mu
         },
     };
     *scratch = plain;
-    body
+    Ok(body)
 }
 
 /// `application/x-www-form-urlencoded` value encoding: bytes other than ASCII letters,
@@ -347,6 +369,20 @@ mod tests {
     }
 
     #[test]
+    fn oversized_encoded_batches_are_refused_but_single_messages_are_not() {
+        // 300 KB of quotes: 600 KB of JSON, 1.8 MB once form-encoded.
+        let json = format!(r#"{{"q":"{}"}}"#, "\\\"".repeat(300_000)).into_bytes();
+        let m = || Message {
+            endpoint: Endpoint::Engage,
+            credentials: None,
+            json: json.clone(),
+        };
+        let mut scratch = Vec::new();
+        assert!(encode(Endpoint::Engage, &[m(), m()], false, &mut scratch).is_err());
+        assert!(encode(Endpoint::Engage, &[m()], false, &mut scratch).is_ok());
+    }
+
+    #[test]
     fn form_encoding_round_trips_every_byte() {
         let input: Vec<u8> = (0u8..=255).collect();
         let mut out = Vec::new();
@@ -372,7 +408,8 @@ mod tests {
             std::slice::from_ref(&m),
             true,
             &mut scratch,
-        );
+        )
+        .unwrap();
         assert!(!body.gzip, "never gzip /engage");
         let text = std::str::from_utf8(&body.bytes).unwrap();
         assert!(text.starts_with("data=%5B%7B"), "{text}");
@@ -386,7 +423,8 @@ mod tests {
             std::slice::from_ref(&m),
             true,
             &mut scratch,
-        );
+        )
+        .unwrap();
         assert!(track.gzip);
     }
 }

@@ -486,3 +486,25 @@ fn a_fresh_client_reports_zero_and_closes_cleanly() {
     assert!(c.close(Duration::from_millis(10)).is_ok());
     assert_eq!(c.stats().enqueued, 0);
 }
+
+#[test]
+fn batches_too_big_once_form_encoded_are_split_before_sending() {
+    let mock = MockServer::start();
+    // Mixpanel's 2 MiB cap on the uncompressed body.
+    mock.set_max_body_bytes(Some(2 * 1024 * 1024));
+    let c = client(&mock, r#"{"flush_interval_ms":60000}"#);
+    // 600 KB of JSON each (escaped quotes), 1.8 MB each once form-encoded.
+    let value = format!(r#"{{"q":"{}"}}"#, "\\\"".repeat(300_000));
+    for i in 0..3 {
+        c.people(&format!("u{i}"), "$set", Some(&value)).unwrap();
+    }
+    c.flush(LONG).unwrap();
+    let s = c.stats();
+    assert_eq!((s.sent, s.rejected), (3, 0), "{s:?}");
+    assert_eq!(
+        mock.stats().too_large,
+        0,
+        "split before sending, not after a 413"
+    );
+    assert_eq!(mock.stats().updates, 3);
+}
