@@ -206,14 +206,26 @@ pub async fn post(
         .headers()
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+        .and_then(retry_after_delay);
     let text = match response.text().await {
         Ok(t) => t,
         Err(e) if status == 200 => return network_error(&e),
         Err(_) => String::new(),
     };
     judge(endpoint, status, retry_after, &text)
+}
+
+/// `Retry-After` as delay-seconds or as an HTTP date (RFC 9110 allows both).
+fn retry_after_delay(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
 }
 
 fn network_error(e: &reqwest::Error) -> Verdict {
@@ -340,6 +352,19 @@ mod tests {
             judge(Endpoint::Engage, 200, None, "0"),
             Verdict::Rejected { .. }
         ));
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_or_a_date() {
+        assert_eq!(retry_after_delay(" 7 "), Some(Duration::from_secs(7)));
+        let later = std::time::SystemTime::now() + Duration::from_secs(120);
+        let delay = retry_after_delay(&httpdate::fmt_http_date(later)).unwrap();
+        assert!(delay > Duration::from_secs(100) && delay <= Duration::from_secs(120));
+        assert_eq!(
+            retry_after_delay("Thu, 01 Jan 1970 00:00:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after_delay("soon"), None);
     }
 
     #[test]

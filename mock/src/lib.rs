@@ -178,7 +178,8 @@ pub struct MockStats {
     pub updates: u64,
     /// Accepted records whose dedup key was seen before (not counted in `events`/`updates`).
     pub duplicates: u64,
-    /// Records the mock rejected (invalid data, `/import` failed_records).
+    /// Records the mock rejected (invalid data, `/import` failed_records). Requests answered
+    /// by a scripted fault are not parsed, so their records count only in `faults_served`.
     pub rejected: u64,
     /// Request body bytes as received on the wire (compressed when gzip).
     pub bytes_received: u64,

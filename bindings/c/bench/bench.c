@@ -249,7 +249,14 @@ int main(int argc, char **argv) {
     printf("|---|---|---|---|---|---|---|---|\n");
     report_latency(&track);
     report_latency(&send);
-    printf("\n| end to end (loopback, gzip, batches of 2000) | value |\n|---|---|\n");
+    {
+        /* The library reads BULKHEAD_GZIP as a default for its `gzip` key (on unless "0"/"false"...). */
+        const char *gz = getenv("BULKHEAD_GZIP");
+        int gzip_off = gz && (strcmp(gz, "0") == 0 || strcmp(gz, "false") == 0 || strcmp(gz, "off") == 0 ||
+                              strcmp(gz, "no") == 0);
+        printf("\n| end to end (loopback, gzip %s, batches of 2000) | value |\n|---|---|\n",
+               gzip_off ? "off" : "on");
+    }
     printf("| events tracked then flushed | %zu |\n", n);
     printf("| elapsed | %.3f s |\n", elapsed);
     printf("| delivered rate | %.0f events/s |\n", (double)n / elapsed);
