@@ -25,6 +25,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// Passed as `timeout_ms` to `bulkhead_client_close` or `bulkhead_shutdown`: use the
+// configured `shutdown_timeout_ms` (for shutdown, the largest among open clients; 2000
+// when there are none).
+#define BULKHEAD_TIMEOUT_CONFIGURED UINT32_MAX
+
 // The result of every fallible bulkhead function. 0 is success.
 typedef enum {
   // Success.
@@ -183,15 +188,16 @@ bulkhead_status bulkhead_send_with_credentials(const bulkhead_client *client,
 // `BULKHEAD_STATUS_TIMEOUT` if the deadline passed first (events stay queued).
 bulkhead_status bulkhead_client_flush(const bulkhead_client *client, uint32_t timeout_ms);
 
-// Flushes for at most `timeout_ms`, then stops the client; events still pending are
-// counted as failed (`dropped_shutdown`) and `BULKHEAD_STATUS_TIMEOUT` is returned.
-// Idempotent. Later calls that queue return `BULKHEAD_STATUS_CLOSED`. The handle must
-// still be freed.
+// Flushes for at most `timeout_ms` (`BULKHEAD_TIMEOUT_CONFIGURED`: the client's
+// `shutdown_timeout_ms`), then stops the client; events still pending are counted as
+// failed (`dropped_shutdown`) and `BULKHEAD_STATUS_TIMEOUT` is returned. Idempotent. Later
+// calls that queue return `BULKHEAD_STATUS_CLOSED`. The handle must still be freed.
 bulkhead_status bulkhead_client_close(const bulkhead_client *client, uint32_t timeout_ms);
 
-// Closes every client and stops the global runtime, all within `timeout_ms`. Call it once
-// before the process exits (the Ruby and Python bindings do so at exit). Handles must
-// still be freed. A client made afterwards starts a new runtime.
+// Closes every client and stops the global runtime, all within `timeout_ms`
+// (`BULKHEAD_TIMEOUT_CONFIGURED`: the largest `shutdown_timeout_ms` of the open clients,
+// 2000 if none). Call it once before the process exits (the Ruby and Python bindings do so
+// at exit). Handles must still be freed. A client made afterwards starts a new runtime.
 bulkhead_status bulkhead_shutdown(uint32_t timeout_ms);
 
 // Writes a snapshot of the client's counters to `*stats_out`.

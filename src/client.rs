@@ -131,6 +131,14 @@ impl ClientHandle {
         self.core()
     }
 
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn shutdown_timeout(&self) -> Duration {
+        self.config.shutdown_timeout
+    }
+
     /// The core of this process generation, if it exists yet. Read-only calls use this so
     /// that a forked child that never queued anything does not start a runtime for them.
     fn current_core(&self) -> Option<&Core> {
@@ -324,7 +332,7 @@ impl Client {
     }
 
     pub fn is_closed(&self) -> bool {
-        self.inner.closed.load(Ordering::Acquire)
+        self.inner.is_closed()
     }
 
     /// A snapshot of the counters (all zero in a forked child until it queues something).
@@ -347,6 +355,12 @@ impl Client {
             None => Vec::new(),
         }
     }
+}
+
+/// The default deadline of [`shutdown`]: the largest `shutdown_timeout` of the open
+/// clients (2 s when there are none). What the bindings' exit hooks use.
+pub fn configured_shutdown_timeout() -> Duration {
+    runtime::configured_shutdown_timeout(Duration::from_millis(2000))
 }
 
 /// Closes every client and stops the runtime, all within `timeout`.

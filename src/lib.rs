@@ -27,7 +27,7 @@ mod stats;
 mod transport;
 
 pub use circuit::CircuitState;
-pub use client::{shutdown, Client};
+pub use client::{configured_shutdown_timeout, shutdown, Client};
 pub use config::{Config, ImportCredentials, KEYS as CONFIG_KEYS};
 pub use error::{Error, ErrorKind, Result};
 pub use log::Level as LogLevel;

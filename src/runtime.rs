@@ -116,6 +116,19 @@ pub fn register(client: Weak<ClientHandle>) {
     registry.push(client);
 }
 
+/// The deadline a shutdown uses when the caller leaves it to configuration: the largest
+/// `shutdown_timeout` of the open clients, or `fallback` when there are none.
+pub fn configured_shutdown_timeout(fallback: Duration) -> Duration {
+    REGISTRY
+        .lock()
+        .iter()
+        .filter_map(Weak::upgrade)
+        .filter(|c| !c.is_closed())
+        .map(|c| c.shutdown_timeout())
+        .max()
+        .unwrap_or(fallback)
+}
+
 /// Closes every client within `timeout`, then stops the runtime within what is left.
 /// Returns `false` if the deadline passed before everything was delivered.
 pub fn shutdown(timeout: Duration) -> bool {

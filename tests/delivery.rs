@@ -508,3 +508,42 @@ fn batches_too_big_once_form_encoded_are_split_before_sending() {
     );
     assert_eq!(mock.stats().updates, 3);
 }
+
+#[test]
+fn close_with_the_configured_timeout_uses_shutdown_timeout_ms() {
+    use bulkhead::ffi::{
+        bulkhead_client_close, bulkhead_client_free, bulkhead_client_new, bulkhead_client_stats,
+        bulkhead_stats, bulkhead_status, bulkhead_track, BULKHEAD_TIMEOUT_CONFIGURED,
+    };
+    let mock = MockServer::start();
+    mock.set_down(DownMode::Hang);
+    let config = format!(
+        r#"{{"token":"t","api_host":"{}","shutdown_timeout_ms":100,"request_timeout_ms":60000}}"#,
+        mock.url()
+    );
+    let mut handle = std::ptr::null_mut();
+    let st = bulkhead_client_new(config.as_ptr().cast(), config.len(), &mut handle);
+    assert_eq!(st, bulkhead_status::Ok);
+    let st = bulkhead_track(
+        handle,
+        "u".as_ptr().cast(),
+        1,
+        "e".as_ptr().cast(),
+        1,
+        std::ptr::null(),
+        0,
+    );
+    assert_eq!(st, bulkhead_status::Ok);
+    // Not u32::MAX milliseconds: the client's own 100 ms.
+    assert_eq!(
+        bulkhead_client_close(handle, BULKHEAD_TIMEOUT_CONFIGURED),
+        bulkhead_status::Timeout
+    );
+    let mut stats = bulkhead_stats::default();
+    assert_eq!(
+        bulkhead_client_stats(handle, &mut stats),
+        bulkhead_status::Ok
+    );
+    assert_eq!((stats.failed, stats.dropped_shutdown), (1, 1));
+    bulkhead_client_free(handle);
+}

@@ -97,6 +97,11 @@ macro_rules! client {
     }};
 }
 
+/// Passed as `timeout_ms` to `bulkhead_client_close` or `bulkhead_shutdown`: use the
+/// configured `shutdown_timeout_ms` (for shutdown, the largest among open clients; 2000
+/// when there are none).
+pub const BULKHEAD_TIMEOUT_CONFIGURED: u32 = u32::MAX;
+
 fn ms(timeout_ms: u32) -> Duration {
     Duration::from_millis(u64::from(timeout_ms))
 }
@@ -298,24 +303,38 @@ pub extern "C" fn bulkhead_client_flush(
     boundary(|| status_of(client!(client).flush(ms(timeout_ms))))
 }
 
-/// Flushes for at most `timeout_ms`, then stops the client; events still pending are
-/// counted as failed (`dropped_shutdown`) and `BULKHEAD_STATUS_TIMEOUT` is returned.
-/// Idempotent. Later calls that queue return `BULKHEAD_STATUS_CLOSED`. The handle must
-/// still be freed.
+/// Flushes for at most `timeout_ms` (`BULKHEAD_TIMEOUT_CONFIGURED`: the client's
+/// `shutdown_timeout_ms`), then stops the client; events still pending are counted as
+/// failed (`dropped_shutdown`) and `BULKHEAD_STATUS_TIMEOUT` is returned. Idempotent. Later
+/// calls that queue return `BULKHEAD_STATUS_CLOSED`. The handle must still be freed.
 #[no_mangle]
 pub extern "C" fn bulkhead_client_close(
     client: *const bulkhead_client,
     timeout_ms: u32,
 ) -> bulkhead_status {
-    boundary(|| status_of(client!(client).close(ms(timeout_ms))))
+    boundary(|| {
+        let c = client!(client);
+        let timeout = match timeout_ms {
+            BULKHEAD_TIMEOUT_CONFIGURED => c.config().shutdown_timeout,
+            other => ms(other),
+        };
+        status_of(c.close(timeout))
+    })
 }
 
-/// Closes every client and stops the global runtime, all within `timeout_ms`. Call it once
-/// before the process exits (the Ruby and Python bindings do so at exit). Handles must
-/// still be freed. A client made afterwards starts a new runtime.
+/// Closes every client and stops the global runtime, all within `timeout_ms`
+/// (`BULKHEAD_TIMEOUT_CONFIGURED`: the largest `shutdown_timeout_ms` of the open clients,
+/// 2000 if none). Call it once before the process exits (the Ruby and Python bindings do so
+/// at exit). Handles must still be freed. A client made afterwards starts a new runtime.
 #[no_mangle]
 pub extern "C" fn bulkhead_shutdown(timeout_ms: u32) -> bulkhead_status {
-    boundary(|| status_of(crate::client::shutdown(ms(timeout_ms))))
+    boundary(|| {
+        let timeout = match timeout_ms {
+            BULKHEAD_TIMEOUT_CONFIGURED => crate::client::configured_shutdown_timeout(),
+            other => ms(other),
+        };
+        status_of(crate::client::shutdown(timeout))
+    })
 }
 
 /// Writes a snapshot of the client's counters to `*stats_out`.

@@ -19,7 +19,6 @@ from __future__ import annotations
 from ._ffi import lib_path as _lib_path
 from ._ffi import version as _version
 from .client import (
-    CONFIG_KEYS,
     Client,
     DeliveryError,
     Stats,
@@ -45,7 +44,6 @@ __all__ = [
     "ClosedError",
     "TooLargeError",
     "InternalError",
-    "CONFIG_KEYS",
     "set_exit_timeout",
     "shutdown",
     "native_version",

@@ -36,7 +36,6 @@ __all__ = [
     "Client",
     "Stats",
     "DeliveryError",
-    "CONFIG_KEYS",
     "set_exit_timeout",
     "shutdown",
     "logger",
@@ -47,38 +46,9 @@ logger = logging.getLogger("bulkhead")
 # logging (e.g. logging.basicConfig()) or pass on_error= to see delivery errors.
 logger.addHandler(logging.NullHandler())
 
-#: The configuration keys the library accepts (passed through as keyword arguments).
-CONFIG_KEYS = (
-    "token",
-    "api_host",
-    "allow_insecure_http",
-    "queue_capacity",
-    "queue_max_bytes",
-    "pool_size",
-    "batch_size",
-    "batch_max_bytes",
-    "flush_interval_ms",
-    "connect_timeout_ms",
-    "request_timeout_ms",
-    "max_retries",
-    "backoff_initial_ms",
-    "backoff_max_ms",
-    "retry_budget_ms",
-    "circuit_failure_threshold",
-    "circuit_cooldown_ms",
-    "gzip",
-    "max_event_bytes",
-    "shutdown_timeout_ms",
-    "service_account_username",
-    "service_account_secret",
-    "project_id",
-    "api_secret",
-    "max_recent_errors",
-    "log_level",
-)
-
-_DEFAULT_SHUTDOWN_MS = 2000
-_U32_MAX = 0xFFFFFFFF
+_DEFAULT_FLUSH_MS = 2000
+#: For close() and shutdown(): let the library use the configured shutdown_timeout_ms.
+_TIMEOUT_CONFIGURED = 0xFFFFFFFF
 _CIRCUIT = {0: "closed", 1: "open", 2: "half-open"}
 
 Properties = Optional[Mapping[str, Any]]
@@ -149,7 +119,7 @@ def _timeout_ms(timeout: Optional[float], default_ms: int) -> int:
         raise TypeError(f"timeout must be a number of seconds, not {type(timeout).__name__}")
     if timeout != timeout or timeout < 0:
         raise ValueError("timeout must be a non-negative number of seconds")
-    return min(int(timeout * 1000), _U32_MAX)
+    return min(int(timeout * 1000), _TIMEOUT_CONFIGURED - 1)
 
 
 def _time_ms(value: Time) -> int:
@@ -227,7 +197,6 @@ class DeliveryError:
 # --- process-wide exit and fork handling -------------------------------------------------
 
 _exit_timeout_ms: Optional[int] = None  # set_exit_timeout(); else the clients' maximum
-_max_client_shutdown_ms = _DEFAULT_SHUTDOWN_MS
 _live: "weakref.WeakSet[Client]" = weakref.WeakSet()
 
 
@@ -237,7 +206,7 @@ def set_exit_timeout(seconds: float) -> None:
     By default it is the largest ``shutdown_timeout_ms`` given to a client (2 s if none).
     """
     global _exit_timeout_ms
-    _exit_timeout_ms = _timeout_ms(seconds, _DEFAULT_SHUTDOWN_MS)
+    _exit_timeout_ms = _timeout_ms(seconds, _TIMEOUT_CONFIGURED)
 
 
 def shutdown(timeout: Optional[float] = None) -> bool:
@@ -246,7 +215,10 @@ def shutdown(timeout: Optional[float] = None) -> bool:
     Called automatically at exit. Returns True when everything pending was resolved in
     time. A client made afterwards starts a new runtime.
     """
-    ms = _timeout_ms(timeout, _exit_timeout_ms or _max_client_shutdown_ms)
+    # Unless told otherwise, the library takes the largest shutdown_timeout_ms of the open
+    # clients (2 s if none).
+    default = _TIMEOUT_CONFIGURED if _exit_timeout_ms is None else _exit_timeout_ms
+    ms = _timeout_ms(timeout, default)
     status = int(_ffi.lib.bulkhead_shutdown(ms))
     for client in list(_live):
         client._mark_closed()
@@ -282,7 +254,7 @@ class Client:
     """A bulkhead client: a bounded in-process queue drained by a pool of background senders.
 
     ``Client(token="…", api_host="https://api-eu.mixpanel.com", queue_capacity=10_000)``;
-    every keyword in :data:`CONFIG_KEYS` is passed to the library, which reports unknown
+    every keyword is passed to the library, which reports unknown
     keys and bad values (:class:`bulkhead.Error`). ``on_error`` receives each
     :class:`DeliveryError`; errors are also logged on the ``"bulkhead"`` logger. Both happen on
     the thread calling ``flush``, ``close``, ``stats`` or (every ``error_check_interval``
@@ -300,7 +272,6 @@ class Client:
         error_check_interval: int = 1000,
         **config: Any,
     ) -> None:
-        global _max_client_shutdown_ms
         self._handle: Optional[int] = None
         self._closed = True
         if token is not None:
@@ -324,11 +295,6 @@ class Client:
         self._last_seq = 0
         self._interval = max(1, int(error_check_interval))
         self._calls = 0
-        shutdown_ms = config.get("shutdown_timeout_ms")
-        self._shutdown_ms = (
-            int(shutdown_ms) if isinstance(shutdown_ms, int) else _DEFAULT_SHUTDOWN_MS
-        )
-        _max_client_shutdown_ms = max(_max_client_shutdown_ms, self._shutdown_ms)
         # The handle is freed when this object is collected. Not at interpreter exit: the
         # exit hook's bulkhead_shutdown already bounds that, and freeing each open client
         # there would wait up to its shutdown_timeout_ms once per client.
@@ -496,7 +462,7 @@ class Client:
         True when everything was resolved (delivered, rejected or failed), False when the
         deadline passed first (the events stay queued). The GIL is released while waiting.
         """
-        ms = _timeout_ms(timeout, self._shutdown_ms)
+        ms = _timeout_ms(timeout, _DEFAULT_FLUSH_MS)
         status = _flush(self._h(), ms)
         self._poll_errors()
         if status == _OK:
@@ -514,7 +480,7 @@ class Client:
         Returns True when nothing was left pending. The native handle is released when the
         object is garbage collected (so other threads can never use a freed handle).
         """
-        ms = _timeout_ms(timeout, self._shutdown_ms)
+        ms = _timeout_ms(timeout, _TIMEOUT_CONFIGURED)
         with self._lock:
             if self._close_result is not None:
                 return self._close_result

@@ -10,16 +10,13 @@ require_relative "bulkhead/mixpanel_consumer"
 module Bulkhead
   @exit_lock = Mutex.new
   @exit_hook = false
-  @shutdown_timeout_ms = Client::DEFAULT_SHUTDOWN_TIMEOUT_MS
 
   class << self
-    # The deadline (ms) of the exit-time shutdown: the largest shutdown_timeout_ms of the
-    # clients made so far (2000 by default).
-    attr_reader :shutdown_timeout_ms
-
-    # Flushes and stops every client within `timeout` seconds. Called at exit.
-    def shutdown(timeout: shutdown_timeout_ms / 1000.0)
-      Native.bulkhead_shutdown((timeout * 1000).round.clamp(0, 0xFFFF_FFFF)) == Native::OK
+    # Flushes and stops every client within `timeout` seconds (default: the largest
+    # shutdown_timeout_ms of the open clients, 2 s if none). Called at exit.
+    def shutdown(timeout: nil)
+      ms = timeout.nil? ? Native::TIMEOUT_CONFIGURED : Native.millis(timeout)
+      Native.bulkhead_shutdown(ms) == Native::OK
     end
 
     # The native library's version.
@@ -29,12 +26,12 @@ module Bulkhead
 
     # Registered lazily by the first Client, so the hook runs before handlers registered
     # earlier (at_exit runs in reverse order), e.g. a test runner that runs in at_exit.
-    def register_exit_hook(timeout_ms) # :nodoc:
+    # The library picks the deadline: the largest shutdown_timeout_ms of the open clients.
+    def register_exit_hook # :nodoc:
       @exit_lock.synchronize do
-        @shutdown_timeout_ms = [@shutdown_timeout_ms, timeout_ms].max
         unless @exit_hook
           @exit_hook = true
-          at_exit { Native.bulkhead_shutdown(@shutdown_timeout_ms.clamp(0, 0xFFFF_FFFF)) }
+          at_exit { Native.bulkhead_shutdown(Native::TIMEOUT_CONFIGURED) }
         end
       end
     end

@@ -9,7 +9,6 @@ module Bulkhead
   # dropped the event. Thread-safe; fork-safe (a child gets a fresh queue).
   class Client
     CIRCUIT_STATES = %i[closed open half_open].freeze
-    DEFAULT_SHUTDOWN_TIMEOUT_MS = 2000
     ERRORS_BUFFER = 8192
 
     attr_reader :logger
@@ -27,15 +26,12 @@ module Bulkhead
       raise Native.error_for(status) unless status == Native::OK
 
       @ptr = FFI::AutoPointer.new(out.read_pointer, Native.method(:bulkhead_client_free))
-      @shutdown_timeout_ms = Integer(config.fetch("shutdown_timeout_ms") do
-        ENV.fetch("BULKHEAD_SHUTDOWN_TIMEOUT_MS", DEFAULT_SHUTDOWN_TIMEOUT_MS)
-      end)
       @on_error = on_error
       @logger = logger == :default ? Logger.new($stderr, level: Logger::WARN, progname: "bulkhead") : logger
       @errors_lock = Mutex.new
       @last_seq = 0
       @seq_pid = Process.pid
-      Bulkhead.register_exit_hook(@shutdown_timeout_ms)
+      Bulkhead.register_exit_hook
     end
 
     # Queues an event for /track. properties: a Hash (merged into the event's properties).
@@ -116,8 +112,9 @@ module Bulkhead
     # Flushes for at most `timeout` seconds (default: the configured shutdown_timeout_ms), then
     # stops the client; what is still pending is counted as failed. Idempotent.
     # true when everything was resolved in time.
-    def close(timeout: @shutdown_timeout_ms / 1000.0)
-      status = Native.bulkhead_client_close(@ptr, millis(timeout))
+    def close(timeout: nil)
+      ms = timeout.nil? ? Native::TIMEOUT_CONFIGURED : millis(timeout)
+      status = Native.bulkhead_client_close(@ptr, ms)
       report_errors
       finished?(status)
     end
@@ -236,7 +233,7 @@ module Bulkhead
     def millis(seconds)
       raise InvalidArgumentError, "bulkhead: timeout must be a number of seconds" unless seconds.is_a?(Numeric)
 
-      (seconds * 1000).round.clamp(0, 0xFFFF_FFFF)
+      Native.millis(seconds)
     end
   end
 end

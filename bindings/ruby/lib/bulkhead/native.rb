@@ -113,6 +113,14 @@ module Bulkhead
     }.freeze
 
     # The exception for a failing status, carrying the library's message.
+    # bulkhead_client_close/bulkhead_shutdown: "use the configured shutdown_timeout_ms".
+    TIMEOUT_CONFIGURED = 0xFFFF_FFFF
+
+    # Seconds to the library's milliseconds, below TIMEOUT_CONFIGURED.
+    def self.millis(seconds)
+      (seconds * 1000).round.clamp(0, TIMEOUT_CONFIGURED - 1)
+    end
+
     def self.error_for(status)
       message = last_error
       message = bulkhead_status_str(status) if message.empty?
