@@ -119,7 +119,18 @@ impl Dispatcher {
         true
     }
 
+    /// Adds a message to its open batch, sending the batch first if the message would
+    /// take it past `batch_max_bytes`, and after if it reaches `batch_size`.
     async fn add(&mut self, message: Message) -> bool {
+        let size = message.len() as u64;
+        if let Some(i) = self.find(message.endpoint, &message.credentials) {
+            if self.open[i].batch.bytes + size > self.batch_max_bytes {
+                let full = self.open.swap_remove(i);
+                if !self.dispatch(full.batch).await {
+                    return false;
+                }
+            }
+        }
         let index = match self.find(message.endpoint, &message.credentials) {
             Some(i) => i,
             None => {
@@ -135,15 +146,7 @@ impl Dispatcher {
                 self.open.len() - 1
             }
         };
-        let size = message.len() as u64;
         let open = &mut self.open[index];
-        if !open.batch.messages.is_empty() && open.batch.bytes + size > self.batch_max_bytes {
-            let full = self.open.swap_remove(index);
-            if !self.dispatch(full.batch).await {
-                return false;
-            }
-            return Box::pin(self.add(message)).await;
-        }
         open.batch.bytes += size;
         open.batch.messages.push(message);
         if open.batch.messages.len() >= self.batch_size {

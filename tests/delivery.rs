@@ -547,3 +547,21 @@ fn close_with_the_configured_timeout_uses_shutdown_timeout_ms() {
     assert_eq!((stats.failed, stats.dropped_shutdown), (1, 1));
     bulkhead_client_free(handle);
 }
+
+#[test]
+fn batches_respect_batch_max_bytes() {
+    let mock = MockServer::start();
+    let c = client(
+        &mock,
+        r#"{"batch_max_bytes":2048,"flush_interval_ms":60000}"#,
+    );
+    let pad = format!(r#"{{"pad":"{}"}}"#, "x".repeat(400));
+    for _ in 0..10 {
+        c.track("u", "e", Some(&pad)).unwrap();
+    }
+    c.flush(LONG).unwrap();
+    let sizes: Vec<usize> = mock.requests().iter().map(|r| r.records).collect();
+    assert_eq!(sizes.iter().sum::<usize>(), 10);
+    // About 550 bytes of JSON per event: at most 3 fit in 2048.
+    assert!(sizes.iter().all(|&n| (1..=3).contains(&n)), "{sizes:?}");
+}
