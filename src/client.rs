@@ -52,7 +52,11 @@ impl Core {
         let http = runtime::http_client(config.connect_timeout)?;
         let accounting = Arc::new(Accounting::new(config.max_recent_errors as usize));
         let ctx = Arc::new(DeliveryContext::new(config.clone(), accounting, http));
-        let (queue, rx) = Queue::new(config.queue_capacity, config.queue_max_bytes);
+        let (queue, rx) = Queue::new(
+            config.queue_capacity,
+            config.queue_max_bytes,
+            config.batch_size,
+        );
         let core = Core {
             generation: runtime::generation(),
             queue,

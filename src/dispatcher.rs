@@ -15,8 +15,8 @@ use crate::consumer::{Batch, ConsumerPool, DeliveryContext};
 use crate::message::{Endpoint, Message};
 use crate::queue::Receiver;
 
-/// Messages taken from the channel per wake-up.
-const RECV_CHUNK: usize = 512;
+/// Messages taken from the queue before the dispatcher checks its timers again.
+const DRAIN_BUDGET: usize = 4096;
 
 struct OpenBatch {
     batch: Batch,
@@ -32,6 +32,15 @@ pub struct Dispatcher {
     batch_size: usize,
     batch_max_bytes: u64,
     interval: Duration,
+    /// How often the queue is polled while batches are open (producers do not wake it).
+    tick: Duration,
+}
+
+/// How a drain of the queue ended.
+enum Drained {
+    Empty,
+    BudgetSpent,
+    Cancelled,
 }
 
 impl Dispatcher {
@@ -42,6 +51,7 @@ impl Dispatcher {
         flush: Arc<Notify>,
     ) -> Self {
         let config = ctx.config.clone();
+        let interval = config.flush_interval;
         Self {
             rx,
             ctx,
@@ -50,73 +60,72 @@ impl Dispatcher {
             open: Vec::new(),
             batch_size: config.batch_size as usize,
             batch_max_bytes: config.batch_max_bytes,
-            interval: config.flush_interval,
+            interval,
+            tick: (interval / 4).clamp(Duration::from_millis(1), Duration::from_millis(250)),
         }
     }
 
     pub async fn run(mut self) {
         let cancel = self.ctx.cancel.clone();
-        let mut chunk = Vec::with_capacity(RECV_CHUNK);
         let timer = tokio::time::sleep(Duration::from_secs(3600));
         tokio::pin!(timer);
         loop {
-            let next_due = self.open.iter().map(|b| b.opened + self.interval).min();
-            if let Some(due) = next_due {
-                if timer.deadline() != due {
-                    timer.as_mut().reset(due);
-                }
+            let drained = self.drain(DRAIN_BUDGET).await;
+            let now = Instant::now();
+            let interval = self.interval;
+            if matches!(drained, Drained::Cancelled)
+                || !self.dispatch_where(|b| b.opened + interval <= now).await
+            {
+                return;
             }
+            if matches!(drained, Drained::BudgetSpent) {
+                // More is queued: keep going, but let other tasks run in between.
+                tokio::task::yield_now().await;
+                continue;
+            }
+            // With batches open, poll on a timer; with nothing at all, park until a
+            // producer wakes us (unless a message slipped in meanwhile).
+            let next_due = self.open.iter().map(|b| b.opened + self.interval).min();
+            let parked = match next_due {
+                Some(due) => {
+                    timer.as_mut().reset(due.min(now + self.tick));
+                    false
+                }
+                None if self.rx.park_if_empty() => true,
+                None => continue,
+            };
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return,
                 _ = self.flush.notified() => {
-                    if !self.drain_now().await {
-                        return;
-                    }
-                    if !self.dispatch_where(|_| true).await {
-                        return;
-                    }
-                }
-                // Before the channel: under a steady stream the channel is always ready, and
-                // a quiet endpoint's batch must still leave after `flush_interval`.
-                _ = &mut timer, if next_due.is_some() => {
-                    let now = Instant::now();
-                    let interval = self.interval;
-                    if !self.dispatch_where(|b| b.opened + interval <= now).await {
+                    // Bounded by what can be pending, so a steady stream cannot hold it here.
+                    let budget = usize::try_from(self.ctx.config.queue_capacity).unwrap_or(usize::MAX);
+                    if matches!(self.drain(budget).await, Drained::Cancelled)
+                        || !self.dispatch_where(|_| true).await
+                    {
                         return;
                     }
                 }
-                n = self.rx.recv_many(&mut chunk, RECV_CHUNK) => {
-                    if n == 0 {
-                        // Every sender is gone: the client was freed. Send what is left.
-                        self.dispatch_where(|_| true).await;
-                        return;
-                    }
-                    for message in chunk.drain(..) {
-                        if !self.add(message).await {
-                            return;
-                        }
-                    }
-                }
+                _ = &mut timer, if !parked => {}
+                _ = self.rx.woken() => {}
+            }
+            if parked {
+                self.rx.unpark();
             }
         }
     }
 
-    /// Takes everything already queued, without waiting (bounded by what is there now).
-    async fn drain_now(&mut self) -> bool {
-        let mut budget = self.ctx.config.queue_capacity;
-        while budget > 0 {
-            match self.rx.try_recv() {
-                Ok(message) => {
-                    if !self.add(message).await {
-                        return false;
-                    }
-                }
-                Err(_) => break,
+    /// Moves up to `budget` queued messages into batches, sending the ones that fill up.
+    async fn drain(&mut self, budget: usize) -> Drained {
+        for _ in 0..budget {
+            let Some(message) = self.rx.pop() else {
+                return Drained::Empty;
+            };
+            if !self.add(message).await {
+                return Drained::Cancelled;
             }
-            budget -= 1;
         }
-        true
+        Drained::BudgetSpent
     }
 
     /// Adds a message to its open batch, sending the batch first if the message would

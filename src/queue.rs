@@ -4,65 +4,91 @@
 //! by count and by bytes, so memory has a hard ceiling. When a push would pass either cap
 //! the message is dropped, counted in `dropped_queue_full`, and the caller gets
 //! [`ErrorKind::QueueFull`] at once. Nothing here waits or does I/O.
+//!
+//! The queue itself is a lock-free list that never wakes the dispatcher per message: a
+//! wake-up is a system call, and at tens of thousands of events a second those would be the
+//! most expensive part of `track`. The dispatcher polls on a timer while it has work, and
+//! is woken only when it went idle, when `batch_size` more events arrived, or on flush.
 
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{AcqRel, Relaxed, SeqCst};
+use std::sync::atomic::{fence, AtomicBool};
+use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use crossbeam_queue::SegQueue;
+use tokio::sync::Notify;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::message::Message;
 use crate::stats::Accounting;
 
-pub struct Queue {
-    tx: mpsc::UnboundedSender<Message>,
-    capacity: u64,
-    max_bytes: u64,
+/// What the producers and the dispatcher share.
+struct Shared {
+    items: SegQueue<Message>,
+    wake: Notify,
+    /// Set by the dispatcher before it parks with nothing to do; the next push wakes it.
+    idle: AtomicBool,
 }
 
-pub type Receiver = mpsc::UnboundedReceiver<Message>;
+/// The producers' side.
+pub struct Queue {
+    shared: Arc<Shared>,
+    capacity: u64,
+    max_bytes: u64,
+    wake_every: u64,
+}
+
+/// The dispatcher's side.
+pub struct Receiver {
+    shared: Arc<Shared>,
+}
 
 impl Queue {
-    pub fn new(capacity: u64, max_bytes: u64) -> (Self, Receiver) {
-        // Unbounded channel, bounded by the guard: the guard counts everything pending,
-        // which a channel capacity alone could not.
-        let (tx, rx) = mpsc::unbounded_channel();
+    /// `wake_every`: wake the dispatcher each time this many more events were queued.
+    pub fn new(capacity: u64, max_bytes: u64, wake_every: u64) -> (Self, Receiver) {
+        let shared = Arc::new(Shared {
+            items: SegQueue::new(),
+            wake: Notify::new(),
+            idle: AtomicBool::new(true),
+        });
         let queue = Self {
-            tx,
+            shared: shared.clone(),
             capacity,
             max_bytes,
+            wake_every: wake_every.max(1),
         };
-        (queue, rx)
+        (queue, Receiver { shared })
     }
 
     /// Pushes all messages or none.
     pub fn push(&self, acc: &Accounting, messages: Vec<Message>) -> Result<()> {
         let count = messages.len() as u64;
-        let mut bytes: u64 = messages.iter().map(|m| m.len() as u64).sum();
+        let bytes: u64 = messages.iter().map(|m| m.len() as u64).sum();
         self.reserve(acc, count, bytes)?;
-        acc.counters.enqueued.fetch_add(count, Relaxed);
-        let mut left = count;
+        let before = acc.counters.enqueued.fetch_add(count, Relaxed);
         for message in messages {
-            let size = message.len() as u64;
-            if self.tx.send(message).is_err() {
-                // The dispatcher is gone (closed under us): these were never queued.
-                rollback(acc, left, bytes);
-                return Err(closed());
-            }
-            left -= 1;
-            bytes -= size;
+            self.shared.items.push(message);
         }
+        self.wake_if_needed(before, before + count);
         Ok(())
     }
 
     pub fn push_one(&self, acc: &Accounting, message: Message) -> Result<()> {
-        let bytes = message.len() as u64;
-        self.reserve(acc, 1, bytes)?;
-        acc.counters.enqueued.fetch_add(1, Relaxed);
-        if self.tx.send(message).is_err() {
-            rollback(acc, 1, bytes);
-            return Err(closed());
-        }
+        self.reserve(acc, 1, message.len() as u64)?;
+        let before = acc.counters.enqueued.fetch_add(1, Relaxed);
+        self.shared.items.push(message);
+        self.wake_if_needed(before, before + 1);
         Ok(())
+    }
+
+    fn wake_if_needed(&self, before: u64, after: u64) {
+        let crossed = before / self.wake_every != after / self.wake_every;
+        // Pairs with the fence in `Receiver::park_if_empty`: either the dispatcher sees
+        // this message, or this push sees `idle` set (and wakes it).
+        fence(SeqCst);
+        let idle = self.shared.idle.load(Relaxed) && self.shared.idle.swap(false, AcqRel);
+        if crossed || idle {
+            self.shared.wake.notify_one();
+        }
     }
 
     fn reserve(&self, acc: &Accounting, count: u64, bytes: u64) -> Result<()> {
@@ -90,15 +116,32 @@ impl Queue {
     }
 }
 
-fn rollback(acc: &Accounting, count: u64, bytes: u64) {
-    let c = &acc.counters;
-    c.enqueued.fetch_sub(count, Relaxed);
-    c.pending.fetch_sub(count, Relaxed);
-    c.pending_bytes.fetch_sub(bytes, Relaxed);
-}
+impl Receiver {
+    pub fn pop(&self) -> Option<Message> {
+        self.shared.items.pop()
+    }
 
-fn closed() -> Error {
-    Error::new(ErrorKind::Closed, "client is closed")
+    /// Marks the dispatcher idle if the queue is empty. Returns false (and stays awake)
+    /// when a message is waiting.
+    pub fn park_if_empty(&self) -> bool {
+        self.shared.idle.store(true, Relaxed);
+        fence(SeqCst);
+        if self.shared.items.is_empty() {
+            return true;
+        }
+        self.shared.idle.store(false, Relaxed);
+        false
+    }
+
+    /// The dispatcher is running again: producers need not wake it.
+    pub fn unpark(&self) {
+        self.shared.idle.store(false, Relaxed);
+    }
+
+    /// Completes when a producer wakes the dispatcher.
+    pub async fn woken(&self) {
+        self.shared.wake.notified().await;
+    }
 }
 
 fn full(acc: &Accounting, count: u64, message: &'static str) -> Error {
