@@ -50,6 +50,9 @@ fn global() -> Result<&'static Global> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .thread_name("bulkhead-worker")
+        // A peer that closes mid-request makes a vectored write raise SIGPIPE, whose default
+        // action kills a C host. Blocked on our threads, the write fails with EPIPE instead.
+        .on_thread_start(block_sigpipe)
         .enable_time()
         .enable_io()
         .build()
@@ -152,6 +155,18 @@ pub fn shutdown(timeout: Duration) -> bool {
         }
     }
     complete
+}
+
+/// Blocks SIGPIPE on the calling thread (the runtime's threads only, never the host's).
+fn block_sigpipe() {
+    // SAFETY: sigemptyset/sigaddset write to a local set; pthread_sigmask only changes this
+    // thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
 }
 
 fn register_atfork() {
