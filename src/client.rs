@@ -11,11 +11,10 @@
 //! ```
 
 use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
-
+use crate::barrier::{Batches, Latch};
 use crate::config::Config;
 use crate::consumer::{new_pool, DeliveryContext};
 use crate::dispatcher::Dispatcher;
@@ -37,52 +36,83 @@ struct Core {
     generation: u64,
     queue: Queue,
     ctx: Arc<DeliveryContext>,
-    flush: Arc<Notify>,
+    batches: Arc<Batches>,
 }
 
 pub struct ClientHandle {
     config: Arc<Config>,
     builder: MessageBuilder,
     core: AtomicPtr<Core>,
+    /// Set by the first close; later calls that queue are refused without touching the core.
     closed: AtomicBool,
+    me: Weak<ClientHandle>,
 }
 
 impl Core {
     fn new(config: &Arc<Config>) -> Result<(Core, Receiver)> {
         let http = runtime::http_client(config.connect_timeout)?;
-        let accounting = Arc::new(Accounting::new(config.max_recent_errors as usize));
-        let ctx = Arc::new(DeliveryContext::new(config.clone(), accounting, http));
-        let (queue, rx) = Queue::new(
+        let accounting = Arc::new(Accounting::new(
+            config.max_recent_errors as usize,
             config.queue_capacity,
             config.queue_max_bytes,
-            config.batch_size,
-        );
+        ));
+        let ctx = Arc::new(DeliveryContext::new(config.clone(), accounting, http));
+        let (queue, rx) = Queue::new(config.batch_size);
         let core = Core {
             generation: runtime::generation(),
             queue,
             ctx,
-            flush: Arc::new(Notify::new()),
+            batches: Arc::new(Batches::default()),
         };
         Ok((core, rx))
     }
 
     fn start(&self, rx: Receiver) -> Result<()> {
         let pool = new_pool(self.ctx.config.pool_size as usize);
-        let dispatcher = Dispatcher::new(rx, self.ctx.clone(), pool, self.flush.clone());
+        let dispatcher = Dispatcher::new(rx, self.ctx.clone(), pool, self.batches.clone());
         runtime::handle()?.spawn(dispatcher.run());
         Ok(())
+    }
+
+    /// Queues a flush marker; `None` if the client already gave up (nothing is pending).
+    fn barrier(&self) -> Result<Option<Arc<Latch>>> {
+        if self.ctx.accounting.guard.is_abandoned() {
+            return Ok(None);
+        }
+        let latch = self.queue.push_flush()?;
+        if self.ctx.accounting.guard.is_abandoned() {
+            // Gave up while we queued: nobody will reach the marker, so open it here.
+            self.queue.discard_all();
+        }
+        Ok(Some(latch))
+    }
+
+    /// Stops delivery: counts what is pending as failed (dropped_shutdown), stops the
+    /// dispatcher and the batches in flight, frees what is queued, releases flushes.
+    fn give_up(&self) {
+        self.ctx.accounting.abandon_pending();
+        self.ctx.cancel.cancel();
+        self.queue.discard_all();
+        self.batches.release_all();
     }
 }
 
 impl Drop for ClientHandle {
     fn drop(&mut self) {
         let core = self.core.swap(std::ptr::null_mut(), Ordering::AcqRel);
-        if !core.is_null() {
-            // SAFETY: the current core is owned by this handle and nobody else frees it;
-            // `&mut self` means no other thread is using the handle.
-            let core = unsafe { Box::from_raw(core) };
-            core.ctx.cancel.cancel();
+        if core.is_null() {
+            return;
         }
+        // SAFETY: non-null cores are published Boxes owned by this handle; `&mut self`
+        // means no other thread is using the handle.
+        let generation = unsafe { &*core }.generation;
+        if generation != runtime::generation() {
+            // The parent's core in a forked child: leak it, touch nothing inside.
+            return;
+        }
+        // SAFETY: as above; only this handle frees its core, once.
+        let core = unsafe { Box::from_raw(core) };
+        core.give_up();
     }
 }
 
@@ -109,7 +139,8 @@ impl ClientHandle {
             .compare_exchange(old, fresh, Ordering::AcqRel, Ordering::Acquire)
         {
             Ok(_) => {
-                // The old core is deliberately leaked (see module docs of `runtime`).
+                // The old core is deliberately leaked (see the module docs of `runtime`).
+                runtime::register(self.me.clone());
                 // SAFETY: `fresh` is now published and owned by this handle.
                 unsafe { &*fresh }.start(rx)
             }
@@ -122,8 +153,15 @@ impl ClientHandle {
         }
     }
 
-    fn enqueue(&self, built: impl FnOnce(&MessageBuilder) -> Result<Message>) -> Result<()> {
+    /// Refuses at once when the guard has no room for an event of at least `min_len` bytes;
+    /// only then builds the message.
+    fn enqueue(
+        &self,
+        min_len: usize,
+        built: impl FnOnce(&MessageBuilder) -> Result<Message>,
+    ) -> Result<()> {
         let core = self.open_core()?;
+        core.queue.precheck(&core.ctx.accounting, min_len)?;
         let message = built(&self.builder).inspect_err(|e| count_refusal(core, e))?;
         core.queue.push_one(&core.ctx.accounting, message)
     }
@@ -143,8 +181,8 @@ impl ClientHandle {
         self.config.shutdown_timeout
     }
 
-    /// The core of this process generation, if it exists yet. Read-only calls use this so
-    /// that a forked child that never queued anything does not start a runtime for them.
+    /// The core of this process generation, if it exists yet. Read-only calls and close
+    /// use this so that a forked child that never queued anything starts nothing for them.
     fn current_core(&self) -> Option<&Core> {
         let ptr = self.core.load(Ordering::Acquire);
         // SAFETY: as in `core`.
@@ -152,26 +190,72 @@ impl ClientHandle {
         (core.generation == runtime::generation()).then_some(core)
     }
 
+    /// Closes: refuses new events, waits until everything queued is resolved or
+    /// `deadline`, then gives up on the rest (counted as failed).
     pub(crate) fn close_until(&self, deadline: Instant) -> Result<()> {
         self.closed.store(true, Ordering::Release);
         // A child that never used this client has nothing of its own to deliver.
         let Some(core) = self.current_core() else {
             return Ok(());
         };
-        core.flush.notify_one();
-        let finished = core.ctx.accounting.wait_resolved(deadline);
-        core.ctx.cancel.cancel();
-        // Also counts a straggler queued by a call that raced with close.
-        core.ctx.accounting.abandon_pending();
-        if finished {
-            Ok(())
-        } else {
-            Err(Error::new(
+        core.ctx.accounting.guard.close();
+        let finished = match core.barrier() {
+            Ok(Some(latch)) => latch.wait_until(deadline),
+            Ok(None) => true,
+            Err(_) => false,
+        };
+        let abandoned = core.ctx.accounting.abandon_pending();
+        core.give_up();
+        match (finished, abandoned) {
+            (true, 0) => Ok(()),
+            (_, n) => Err(Error::new(
                 ErrorKind::Timeout,
-                "close deadline passed; undelivered events were counted as failed (shutdown)",
-            ))
+                format!(
+                    "close deadline passed: {n} undelivered events were counted as failed \
+                     (dropped_shutdown)"
+                ),
+            )),
         }
     }
+
+    /// Closes without blocking the caller: a task on the runtime does what `close_until`
+    /// does, within `shutdown_timeout`. No thread per client, and none at all in a forked
+    /// child that never used the client.
+    fn close_in_background(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Some(core) = self.current_core() else {
+            return;
+        };
+        core.ctx.accounting.guard.close();
+        let latch = match core.barrier() {
+            Ok(Some(latch)) => latch,
+            Ok(None) | Err(_) => return core.give_up(),
+        };
+        let Some(handle) = self.me.upgrade() else {
+            return core.give_up();
+        };
+        let timeout = self.config.shutdown_timeout;
+        match runtime::handle() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    latch.wait_for(timeout).await;
+                    if let Some(core) = handle.current_core() {
+                        core.give_up();
+                    }
+                });
+            }
+            Err(_) => core.give_up(),
+        }
+    }
+}
+
+/// A lower bound on the JSON `track` builds for these arguments: lets a full guard refuse
+/// the call before anything is built.
+fn min_event_len(token: &str, distinct_id: &str, event: &str) -> usize {
+    const FIXED: usize = r#"{"event":"","properties":{"token":"","time":0,"$insert_id":""}}"#.len();
+    FIXED + token.len() + distinct_id.len() + event.len()
 }
 
 fn count_refusal(core: &Core, error: &Error) {
@@ -194,11 +278,12 @@ impl Client {
         let (core, rx) = Core::new(&config)?;
         let builder = MessageBuilder::new(&config.token, config.max_event_bytes)
             .with_import_credentials(config.has_import_credentials());
-        let handle = Arc::new(ClientHandle {
+        let handle = Arc::new_cyclic(|me| ClientHandle {
             config,
             builder,
             core: AtomicPtr::new(Box::into_raw(Box::new(core))),
             closed: AtomicBool::new(false),
+            me: me.clone(),
         });
         handle.core()?.start(rx)?;
         runtime::register(Arc::downgrade(&handle));
@@ -212,8 +297,9 @@ impl Client {
     /// Queues an event for `/track`. Returns at once; [`ErrorKind::QueueFull`] when the guard
     /// dropped it.
     pub fn track(&self, distinct_id: &str, event: &str, properties: Option<&str>) -> Result<()> {
+        let min_len = min_event_len(&self.inner.config.token, distinct_id, event);
         self.inner
-            .enqueue(|b| b.event(distinct_id, event, properties))
+            .enqueue(min_len, |b| b.event(distinct_id, event, properties))
     }
 
     /// Queues an event for `/import` with an explicit time in milliseconds.
@@ -224,14 +310,16 @@ impl Client {
         time_ms: i64,
         properties: Option<&str>,
     ) -> Result<()> {
-        self.inner
-            .enqueue(|b| b.import(distinct_id, event, time_ms, properties))
+        let min_len = min_event_len(&self.inner.config.token, distinct_id, event);
+        self.inner.enqueue(min_len, |b| {
+            b.import(distinct_id, event, time_ms, properties)
+        })
     }
 
     /// Queues a user profile update (`operation` is `$set`, `$set_once`, `$add`, ...).
     pub fn people(&self, distinct_id: &str, operation: &str, value: Option<&str>) -> Result<()> {
         self.inner
-            .enqueue(|b| b.people(distinct_id, operation, value))
+            .enqueue(0, |b| b.people(distinct_id, operation, value))
     }
 
     /// Queues a group profile update.
@@ -243,7 +331,7 @@ impl Client {
         value: Option<&str>,
     ) -> Result<()> {
         self.inner
-            .enqueue(|b| b.group(group_key, group_id, operation, value))
+            .enqueue(0, |b| b.group(group_key, group_id, operation, value))
     }
 
     /// Queues messages built by another SDK (see [`MessageBuilder::prebuilt`]). All or none
@@ -256,6 +344,7 @@ impl Client {
         api_secret: Option<&str>,
     ) -> Result<()> {
         let core = self.inner.open_core()?;
+        core.queue.precheck(&core.ctx.accounting, 0)?;
         let result = Endpoint::parse(endpoint)
             .ok_or_else(|| {
                 Error::invalid(format!(
@@ -291,20 +380,21 @@ impl Client {
         }
     }
 
-    /// Sends everything queued so far and waits for it, at most `timeout`.
-    /// [`ErrorKind::Timeout`] if the deadline passed first (the events stay queued).
+    /// Sends everything queued before this call and waits until each of those events is
+    /// resolved (sent, rejected or failed), at most `timeout`. A barrier: events queued
+    /// later neither hold it up nor count towards it. [`ErrorKind::Timeout`] if the
+    /// deadline passed first (the events stay queued).
     pub fn flush(&self, timeout: Duration) -> Result<()> {
         let Some(core) = self.inner.current_core() else {
             return Ok(());
         };
-        core.flush.notify_one();
-        if core.ctx.accounting.wait_resolved(Instant::now() + timeout) {
-            Ok(())
-        } else {
-            Err(Error::new(
+        let deadline = Instant::now() + timeout;
+        match core.barrier()? {
+            Some(latch) if !latch.wait_until(deadline) => Err(Error::new(
                 ErrorKind::Timeout,
-                "flush deadline passed before every event was resolved",
-            ))
+                "flush deadline passed before every event queued before it was resolved",
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -314,25 +404,11 @@ impl Client {
         self.inner.close_until(Instant::now() + timeout)
     }
 
-    /// Closes without waiting: queued events get `shutdown_timeout` to be delivered on a
-    /// background thread (and [`shutdown`] still waits for them), then what is left is
+    /// Closes without waiting: queued events get `shutdown_timeout` to be delivered by a
+    /// task on the runtime (and [`shutdown`] still waits for them), then what is left is
     /// counted as failed. For releasing a handle from a finalizer or `free`.
     pub fn close_in_background(&self) {
-        if self.inner.closed.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let handle = self.inner.clone();
-        let deadline = Instant::now() + self.inner.config.shutdown_timeout;
-        match runtime::handle() {
-            Ok(rt) => {
-                rt.spawn_blocking(move || {
-                    let _ = handle.close_until(deadline);
-                });
-            }
-            Err(_) => {
-                let _ = handle.close_until(Instant::now());
-            }
-        }
+        self.inner.close_in_background();
     }
 
     pub fn is_closed(&self) -> bool {

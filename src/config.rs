@@ -269,8 +269,18 @@ impl Config {
             return Err(Error::invalid("config key `token` is required"));
         }
         let ranged: [(&str, u64, u64, u64); 6] = [
-            ("queue_capacity", self.queue_capacity, 1, u32::MAX as u64),
-            ("queue_max_bytes", self.queue_max_bytes, 1024, u64::MAX),
+            (
+                "queue_capacity",
+                self.queue_capacity,
+                1,
+                crate::guard::MAX_EVENTS,
+            ),
+            (
+                "queue_max_bytes",
+                self.queue_max_bytes,
+                1024,
+                crate::guard::MAX_BYTES,
+            ),
             ("pool_size", self.pool_size, 1, 256),
             ("batch_size", self.batch_size, 1, MAX_BATCH_SIZE),
             ("batch_max_bytes", self.batch_max_bytes, 1024, 10_000_000),

@@ -3,17 +3,20 @@
 //! `batch_max_bytes`, `flush_interval` or on flush, and hands it to a pooled consumer.
 //! Waiting for a free consumer is the back-pressure: while every consumer is busy (a slow or
 //! dead service), the queue fills and the guard starts dropping.
+//!
+//! A flush marker closes every open batch and then waits, through [`Batches`], for every
+//! batch handed out before it (see [`crate::barrier`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::barrier::{BatchTicket, Batches, Latch};
 use crate::config::ImportCredentials;
 use crate::consumer::{Batch, ConsumerPool, DeliveryContext};
 use crate::message::{Endpoint, Message};
-use crate::queue::Receiver;
+use crate::queue::{Item, Receiver};
 
 /// Messages taken from the queue before the dispatcher checks its timers again.
 const DRAIN_BUDGET: usize = 4096;
@@ -27,7 +30,7 @@ pub struct Dispatcher {
     rx: Receiver,
     ctx: Arc<DeliveryContext>,
     pool: ConsumerPool,
-    flush: Arc<Notify>,
+    batches: Arc<Batches>,
     open: Vec<OpenBatch>,
     batch_size: usize,
     batch_max_bytes: u64,
@@ -48,7 +51,7 @@ impl Dispatcher {
         rx: Receiver,
         ctx: Arc<DeliveryContext>,
         pool: ConsumerPool,
-        flush: Arc<Notify>,
+        batches: Arc<Batches>,
     ) -> Self {
         let config = ctx.config.clone();
         let interval = config.flush_interval;
@@ -56,7 +59,7 @@ impl Dispatcher {
             rx,
             ctx,
             pool,
-            flush,
+            batches,
             open: Vec::new(),
             batch_size: config.batch_size as usize,
             batch_max_bytes: config.batch_max_bytes,
@@ -97,15 +100,6 @@ impl Dispatcher {
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return,
-                _ = self.flush.notified() => {
-                    // Bounded by what can be pending, so a steady stream cannot hold it here.
-                    let budget = usize::try_from(self.ctx.config.queue_capacity).unwrap_or(usize::MAX);
-                    if matches!(self.drain(budget).await, Drained::Cancelled)
-                        || !self.dispatch_where(|_| true).await
-                    {
-                        return;
-                    }
-                }
                 _ = &mut timer, if !parked => {}
                 _ = self.rx.woken() => {}
             }
@@ -115,17 +109,29 @@ impl Dispatcher {
         }
     }
 
-    /// Moves up to `budget` queued messages into batches, sending the ones that fill up.
+    /// Moves up to `budget` queued items into batches, sending the ones that fill up.
     async fn drain(&mut self, budget: usize) -> Drained {
         for _ in 0..budget {
-            let Some(message) = self.rx.pop() else {
-                return Drained::Empty;
+            let added = match self.rx.pop() {
+                None => return Drained::Empty,
+                Some(Item::Message(message)) => self.add(message).await,
+                Some(Item::Flush(latch)) => self.flush(latch).await,
             };
-            if !self.add(message).await {
+            if !added {
                 return Drained::Cancelled;
             }
         }
         Drained::BudgetSpent
+    }
+
+    /// Everything queued before the marker is in an open batch or already handed out:
+    /// hand out the open ones, then wait for all of them.
+    async fn flush(&mut self, latch: Arc<Latch>) -> bool {
+        if !self.dispatch_where(|_| true).await {
+            return false;
+        }
+        self.batches.open_after_started(latch);
+        true
     }
 
     /// Adds a message to its open batch, sending the batch first if the message would
@@ -206,9 +212,12 @@ impl Dispatcher {
             return false;
         };
         let ctx = self.ctx.clone();
+        let ticket = BatchTicket::new(&self.batches);
         tokio::spawn(async move {
             consumer.deliver(&ctx, batch).await;
-            // Dropping `consumer` returns it to the pool.
+            // Dropping `consumer` returns it to the pool; dropping the ticket (also if the
+            // task is dropped unfinished) releases the flushes waiting for this batch.
+            drop(ticket);
         });
         true
     }

@@ -10,6 +10,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod barrier;
 mod circuit;
 mod client;
 mod config;
@@ -18,6 +19,7 @@ mod dispatcher;
 mod error;
 pub mod ffi;
 mod fields;
+mod guard;
 mod log;
 mod message;
 mod queue;

@@ -1,39 +1,52 @@
-//! The bounded queue and its size guard: the only thing the hot path touches.
+//! The bounded queue: the only thing the hot path touches.
 //!
-//! The guard caps *pending* events, wherever they are (queued, batching, or in a request),
-//! by count and by bytes, so memory has a hard ceiling. When a push would pass either cap
-//! the message is dropped, counted in `dropped_queue_full`, and the caller gets
-//! [`ErrorKind::QueueFull`] at once. Nothing here waits or does I/O.
+//! A push first asks the [guard](crate::guard) for room (one compare-and-swap); when either
+//! cap would be passed the message is dropped, counted in `dropped_queue_full`, and the
+//! caller gets [`ErrorKind::QueueFull`] at once. Nothing here waits or does I/O.
 //!
 //! The queue itself is a lock-free list that never wakes the dispatcher per message: a
 //! wake-up is a system call, and at tens of thousands of events a second those would be the
 //! most expensive part of `track`. The dispatcher polls on a timer while it has work, and
 //! is woken only when it went idle, when `batch_size` more events arrived, or on flush.
+//!
+//! Flush markers travel through the same list, so a flush is ordered with the events.
 
 use std::sync::atomic::Ordering::{AcqRel, Relaxed, SeqCst};
-use std::sync::atomic::{fence, AtomicBool};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64};
 use std::sync::Arc;
 
 use crossbeam_queue::SegQueue;
 use tokio::sync::Notify;
 
+use crate::barrier::Latch;
 use crate::error::{Error, ErrorKind, Result};
+use crate::guard::{Guard, Refusal};
 use crate::message::Message;
 use crate::stats::Accounting;
 
+/// Flush markers that may wait in the queue at once; more flushes are refused at once
+/// (only reachable by many threads flushing through a long outage).
+const MAX_MARKERS: u64 = 1024;
+
+/// What travels through the queue.
+pub enum Item {
+    Message(Message),
+    /// A flush: open the latch once everything queued before it is resolved.
+    Flush(Arc<Latch>),
+}
+
 /// What the producers and the dispatcher share.
 struct Shared {
-    items: SegQueue<Message>,
+    items: SegQueue<Item>,
     wake: Notify,
     /// Set by the dispatcher before it parks with nothing to do; the next push wakes it.
     idle: AtomicBool,
+    markers: AtomicU64,
 }
 
 /// The producers' side.
 pub struct Queue {
     shared: Arc<Shared>,
-    capacity: u64,
-    max_bytes: u64,
     wake_every: u64,
 }
 
@@ -44,40 +57,67 @@ pub struct Receiver {
 
 impl Queue {
     /// `wake_every`: wake the dispatcher each time this many more events were queued.
-    pub fn new(capacity: u64, max_bytes: u64, wake_every: u64) -> (Self, Receiver) {
+    pub fn new(wake_every: u64) -> (Self, Receiver) {
         let shared = Arc::new(Shared {
             items: SegQueue::new(),
             wake: Notify::new(),
             idle: AtomicBool::new(true),
+            markers: AtomicU64::new(0),
         });
         let queue = Self {
             shared: shared.clone(),
-            capacity,
-            max_bytes,
             wake_every: wake_every.max(1),
         };
         (queue, Receiver { shared })
     }
 
+    /// Refuses at once, without building anything, when the guard cannot take even an
+    /// event of `min_len` bytes.
+    pub fn precheck(&self, acc: &Accounting, min_len: usize) -> Result<()> {
+        acc.guard
+            .precheck(1, Guard::charge(min_len))
+            .map_err(|r| refused(acc, r, 1))
+    }
+
     /// Pushes all messages or none.
     pub fn push(&self, acc: &Accounting, messages: Vec<Message>) -> Result<()> {
         let count = messages.len() as u64;
-        let bytes: u64 = messages.iter().map(|m| m.len() as u64).sum();
-        self.reserve(acc, count, bytes)?;
+        let bytes: u64 = messages.iter().map(|m| Guard::charge(m.len())).sum();
+        acc.guard
+            .reserve(count, bytes)
+            .map_err(|r| refused(acc, r, count))?;
         let before = acc.counters.enqueued.fetch_add(count, Relaxed);
         for message in messages {
-            self.shared.items.push(message);
+            self.shared.items.push(Item::Message(message));
         }
         self.wake_if_needed(before, before + count);
         Ok(())
     }
 
     pub fn push_one(&self, acc: &Accounting, message: Message) -> Result<()> {
-        self.reserve(acc, 1, message.len() as u64)?;
+        acc.guard
+            .reserve(1, Guard::charge(message.len()))
+            .map_err(|r| refused(acc, r, 1))?;
         let before = acc.counters.enqueued.fetch_add(1, Relaxed);
-        self.shared.items.push(message);
+        self.shared.items.push(Item::Message(message));
         self.wake_if_needed(before, before + 1);
         Ok(())
+    }
+
+    /// Queues a flush marker behind every event queued so far and wakes the dispatcher.
+    pub fn push_flush(&self) -> Result<Arc<Latch>> {
+        if self.shared.markers.fetch_add(1, AcqRel) >= MAX_MARKERS {
+            self.shared.markers.fetch_sub(1, AcqRel);
+            return Err(Error::new(
+                ErrorKind::Timeout,
+                "too many flushes are already waiting for the service",
+            ));
+        }
+        let latch = Arc::new(Latch::default());
+        self.shared.items.push(Item::Flush(latch.clone()));
+        self.shared.idle.store(false, Relaxed);
+        self.shared.wake.notify_one();
+        Ok(latch)
     }
 
     fn wake_if_needed(&self, before: u64, after: u64) {
@@ -91,38 +131,29 @@ impl Queue {
         }
     }
 
-    fn reserve(&self, acc: &Accounting, count: u64, bytes: u64) -> Result<()> {
-        let c = &acc.counters;
-        let before = c.pending.fetch_add(count, Relaxed);
-        if before + count > self.capacity {
-            c.pending.fetch_sub(count, Relaxed);
-            return Err(full(
-                acc,
-                count,
-                "queue full (queue_capacity reached): dropped and counted",
-            ));
+    /// Empties the queue after the client gave up (its events were counted by the
+    /// abandon): frees their memory and opens the flush markers.
+    pub fn discard_all(&self) {
+        while let Some(item) = self.shared.items.pop() {
+            if let Item::Flush(latch) = item {
+                self.shared.markers.fetch_sub(1, AcqRel);
+                latch.open();
+            }
         }
-        let before_bytes = c.pending_bytes.fetch_add(bytes, Relaxed);
-        if before_bytes + bytes > self.max_bytes {
-            c.pending_bytes.fetch_sub(bytes, Relaxed);
-            c.pending.fetch_sub(count, Relaxed);
-            return Err(full(
-                acc,
-                count,
-                "queue full (queue_max_bytes reached): dropped and counted",
-            ));
-        }
-        Ok(())
     }
 }
 
 impl Receiver {
-    pub fn pop(&self) -> Option<Message> {
-        self.shared.items.pop()
+    pub fn pop(&self) -> Option<Item> {
+        let item = self.shared.items.pop()?;
+        if matches!(item, Item::Flush(_)) {
+            self.shared.markers.fetch_sub(1, AcqRel);
+        }
+        Some(item)
     }
 
     /// Marks the dispatcher idle if the queue is empty. Returns false (and stays awake)
-    /// when a message is waiting.
+    /// when an item is waiting.
     pub fn park_if_empty(&self) -> bool {
         self.shared.idle.store(true, Relaxed);
         fence(SeqCst);
@@ -144,7 +175,12 @@ impl Receiver {
     }
 }
 
-fn full(acc: &Accounting, count: u64, message: &'static str) -> Error {
+fn refused(acc: &Accounting, refusal: Refusal, count: u64) -> Error {
+    let message = match refusal {
+        Refusal::Closed => return Error::new(ErrorKind::Closed, "client is closed"),
+        Refusal::FullEvents => "queue full (queue_capacity reached): dropped and counted",
+        Refusal::FullBytes => "queue full (queue_max_bytes reached): dropped and counted",
+    };
     acc.counters.dropped_queue_full.fetch_add(count, Relaxed);
     Error::new(ErrorKind::QueueFull, message)
 }

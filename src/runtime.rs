@@ -1,11 +1,17 @@
 //! The one global tokio runtime, the shared HTTP client, the client registry, and fork.
 //!
-//! Fork protocol (see DESIGN.md): threads do not survive `fork()`, and locks they held stay
-//! locked in the child. So the child never touches anything the parent's threads used:
-//! a `pthread_atfork` child handler bumps [`generation`] and forgets the global state
-//! (leaking it, never dropping it). The next call in the child builds a fresh runtime, and
-//! each client rebuilds its queue and counters when it sees the new generation, so the
-//! parent's queued events are delivered by the parent only.
+//! Everything process-wide lives in a [`Slot`] that belongs to one process generation.
+//! Fork protocol: threads do not survive `fork()`, and locks they held stay locked in the
+//! child. So nothing is held across `fork()`, and a child never touches anything of an
+//! older generation: the `pthread_atfork` child handler only bumps [`generation`] (atomics
+//! only), and the child's first call that needs process state finds the slot of the old
+//! generation and replaces it with a fresh one, leaking the old one without looking inside
+//! (its locks may be held forever, its runtime's threads do not exist). Each client
+//! rebuilds its own state the same way, so the parent's queued events are delivered by the
+//! parent only.
+//!
+//! Within a generation nothing leaks: `shutdown` stops the runtime and drops it with the
+//! HTTP clients, and the next client starts a new one in the same slot.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
@@ -18,16 +24,21 @@ use tokio::runtime::{Handle, Runtime};
 use crate::client::ClientHandle;
 use crate::error::{Error, ErrorKind, Result};
 
-/// Process state that a forked child must rebuild rather than reuse.
-struct Global {
-    handle: Handle,
-    runtime: Mutex<Option<Runtime>>,
-    http: Mutex<HashMap<Duration, reqwest::Client>>,
+/// Process state of one generation.
+struct Slot {
+    generation: u64,
+    services: Mutex<Option<Services>>,
+    registry: Mutex<Vec<Weak<ClientHandle>>>,
 }
 
-static GLOBAL: AtomicPtr<Global> = AtomicPtr::new(std::ptr::null_mut());
+/// What `shutdown` stops and drops.
+struct Services {
+    runtime: Runtime,
+    http: HashMap<Duration, reqwest::Client>,
+}
+
+static SLOT: AtomicPtr<Slot> = AtomicPtr::new(std::ptr::null_mut());
 static GENERATION: AtomicU64 = AtomicU64::new(1);
-static REGISTRY: Mutex<Vec<Weak<ClientHandle>>> = Mutex::new(Vec::new());
 static ATFORK: Once = Once::new();
 
 /// Changes in a forked child; state built under an older generation is not to be used.
@@ -35,19 +46,41 @@ pub fn generation() -> u64 {
     GENERATION.load(Ordering::Acquire)
 }
 
-fn global() -> Result<&'static Global> {
+/// The slot of this generation, made on first use (in a forked child: replacing, and
+/// leaking, the parent's).
+fn slot() -> &'static Slot {
     ATFORK.call_once(register_atfork);
-    let current = GLOBAL.load(Ordering::Acquire);
-    if !current.is_null() {
-        // SAFETY: a non-null GLOBAL points at a leaked Box that is never freed.
-        return Ok(unsafe { &*current });
+    loop {
+        let generation = generation();
+        let current = SLOT.load(Ordering::Acquire);
+        // SAFETY: a non-null SLOT points at a leaked Box that is never freed.
+        if let Some(slot) = unsafe { current.as_ref() } {
+            if slot.generation == generation {
+                return slot;
+            }
+        }
+        let fresh = Box::into_raw(Box::new(Slot {
+            generation,
+            services: Mutex::new(None),
+            registry: Mutex::new(Vec::new()),
+        }));
+        match SLOT.compare_exchange(current, fresh, Ordering::AcqRel, Ordering::Acquire) {
+            // The old slot, if any, is leaked on purpose.
+            // SAFETY: `fresh` is published now and never freed.
+            Ok(_) => return unsafe { &*fresh },
+            // SAFETY: `fresh` was never published, so it is still ours to free.
+            Err(_) => drop(unsafe { Box::from_raw(fresh) }),
+        }
     }
+}
+
+fn start_runtime() -> Result<Runtime> {
     let threads = std::env::var("BULKHEAD_RUNTIME_THREADS")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
         .filter(|n| (1..=64).contains(n))
         .unwrap_or(2);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .thread_name("bulkhead-worker")
         // A peer that closes mid-request makes a vectored write raise SIGPIPE, whose default
@@ -56,76 +89,73 @@ fn global() -> Result<&'static Global> {
         .enable_time()
         .enable_io()
         .build()
-        .map_err(|e| Error::new(ErrorKind::Internal, format!("could not start runtime: {e}")))?;
-    let fresh = Box::into_raw(Box::new(Global {
-        handle: runtime.handle().clone(),
-        runtime: Mutex::new(Some(runtime)),
-        http: Mutex::new(HashMap::new()),
-    }));
-    match GLOBAL.compare_exchange(
-        std::ptr::null_mut(),
-        fresh,
-        Ordering::AcqRel,
-        Ordering::Acquire,
-    ) {
-        // SAFETY: we just published `fresh`; it is never freed.
-        Ok(_) => Ok(unsafe { &*fresh }),
-        Err(winner) => {
-            // SAFETY: `fresh` was never published, so we still own it.
-            let lost = unsafe { Box::from_raw(fresh) };
-            if let Some(rt) = lost.runtime.lock().take() {
-                rt.shutdown_background();
-            }
-            // SAFETY: `winner` is a published, never-freed Global.
-            Ok(unsafe { &*winner })
-        }
-    }
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("could not start runtime: {e}")))
+}
+
+fn with_services<T>(use_them: impl FnOnce(&mut Services) -> Result<T>) -> Result<T> {
+    let mut services = slot().services.lock();
+    let services = match &mut *services {
+        Some(s) => s,
+        empty => empty.insert(Services {
+            runtime: start_runtime()?,
+            http: HashMap::new(),
+        }),
+    };
+    use_them(services)
 }
 
 /// A handle to the global runtime, starting it if needed.
 pub fn handle() -> Result<Handle> {
-    Ok(global()?.handle.clone())
+    with_services(|s| Ok(s.runtime.handle().clone()))
 }
 
 /// The shared reqwest client (rustls, keep-alive pool) for a connect timeout.
 pub fn http_client(connect_timeout: Duration) -> Result<reqwest::Client> {
-    let global = global()?;
-    let mut clients = global.http.lock();
-    if let Some(client) = clients.get(&connect_timeout) {
-        return Ok(client.clone());
-    }
-    let client = reqwest::Client::builder()
-        .use_rustls_tls()
-        .https_only(false)
-        .connect_timeout(connect_timeout)
-        .pool_idle_timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(64)
-        .tcp_nodelay(true)
-        .user_agent(concat!("bulkhead/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::Internal,
-                format!("could not build HTTP client: {e}"),
-            )
-        })?;
-    clients.insert(connect_timeout, client.clone());
-    Ok(client)
+    with_services(|services| {
+        if let Some(client) = services.http.get(&connect_timeout) {
+            return Ok(client.clone());
+        }
+        let client = reqwest::Client::builder()
+            .use_rustls_tls()
+            .https_only(false)
+            .connect_timeout(connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .user_agent(concat!("bulkhead/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Internal,
+                    format!("could not build HTTP client: {e}"),
+                )
+            })?;
+        services.http.insert(connect_timeout, client.clone());
+        Ok(client)
+    })
 }
 
+/// Registers a client (in this generation) so that `shutdown` closes it.
 pub fn register(client: Weak<ClientHandle>) {
-    let mut registry = REGISTRY.lock();
+    let mut registry = slot().registry.lock();
     registry.retain(|c| c.strong_count() > 0);
     registry.push(client);
+}
+
+fn registered() -> Vec<std::sync::Arc<ClientHandle>> {
+    slot()
+        .registry
+        .lock()
+        .iter()
+        .filter_map(Weak::upgrade)
+        .collect()
 }
 
 /// The deadline a shutdown uses when the caller leaves it to configuration: the largest
 /// `shutdown_timeout` of the open clients, or `fallback` when there are none.
 pub fn configured_shutdown_timeout(fallback: Duration) -> Duration {
-    REGISTRY
-        .lock()
+    registered()
         .iter()
-        .filter_map(Weak::upgrade)
         .filter(|c| !c.is_closed())
         .map(|c| c.shutdown_timeout())
         .max()
@@ -136,24 +166,23 @@ pub fn configured_shutdown_timeout(fallback: Duration) -> Duration {
 /// Returns `false` if the deadline passed before everything was delivered.
 pub fn shutdown(timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
-    let clients: Vec<_> = REGISTRY.lock().iter().filter_map(Weak::upgrade).collect();
     let mut complete = true;
-    for client in clients {
+    for client in registered() {
         complete &= client.close_until(deadline).is_ok();
     }
-    let current = GLOBAL.swap(std::ptr::null_mut(), Ordering::AcqRel);
-    if !current.is_null() {
-        // SAFETY: published Globals are never freed; we only take the runtime out of it.
-        let global = unsafe { &*current };
-        if let Some(runtime) = global.runtime.lock().take() {
-            if Handle::try_current().is_ok() {
-                // Called from inside a runtime (a Rust user): never block a runtime thread.
-                runtime.shutdown_background();
-            } else {
-                runtime.shutdown_timeout(deadline.saturating_duration_since(Instant::now()));
-            }
-        }
+    let Some(services) = slot().services.lock().take() else {
+        return complete;
+    };
+    if Handle::try_current().is_ok() {
+        // Called from inside a runtime (a Rust user): never block a runtime thread.
+        services.runtime.shutdown_background();
+    } else {
+        services
+            .runtime
+            .shutdown_timeout(deadline.saturating_duration_since(Instant::now()));
     }
+    // The HTTP clients (connection pools, TLS configuration) go with it.
+    drop(services.http);
     complete
 }
 
@@ -170,15 +199,9 @@ fn block_sigpipe() {
 }
 
 fn register_atfork() {
-    // SAFETY: the three handlers are `extern "C"` functions with static lifetime that only
-    // use atomics and a raw mutex, as the atfork contract requires.
-    let rc = unsafe {
-        libc::pthread_atfork(
-            Some(before_fork),
-            Some(after_fork_parent),
-            Some(after_fork_child),
-        )
-    };
+    // SAFETY: the handler is an `extern "C"` function with static lifetime that only uses
+    // atomics and getpid, which is what may run in a forked child.
+    let rc = unsafe { libc::pthread_atfork(None, None, Some(after_fork_child)) };
     if rc != 0 {
         crate::log::log(
             crate::log::Level::Warn,
@@ -188,23 +211,8 @@ fn register_atfork() {
     }
 }
 
-extern "C" fn before_fork() {
-    // Hold the registry across fork so the child never inherits it locked by another thread.
-    std::mem::forget(REGISTRY.lock());
-}
-
-extern "C" fn after_fork_parent() {
-    // SAFETY: `before_fork` locked REGISTRY on this thread and forgot the guard.
-    unsafe { REGISTRY.force_unlock() };
-}
-
 extern "C" fn after_fork_child() {
-    // Forget, never drop: the parent's runtime threads do not exist here, and its locks may
-    // be held forever. Leaking is the only safe thing to do with them.
-    GLOBAL.store(std::ptr::null_mut(), Ordering::Release);
+    // Atomics only: the child's next call replaces the slot and each client's state.
     GENERATION.fetch_add(1, Ordering::AcqRel);
     crate::message::reseed_insert_ids_after_fork();
-    // SAFETY: `before_fork` locked REGISTRY in the parent on the thread that forked, which is
-    // this thread's copy; no other thread exists in the child.
-    unsafe { REGISTRY.force_unlock() };
 }

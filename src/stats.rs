@@ -5,13 +5,12 @@
 //! `dropped_invalid`) were never enqueued. `dropped_shutdown` counts events still pending
 //! when a close deadline passed; they are included in `failed`.
 
+use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant};
-
-use parking_lot::{Condvar, Mutex};
 
 use crate::circuit::CircuitState;
+use crate::guard::{Guard, EVENT_OVERHEAD};
 use crate::message::{now_ms, Endpoint};
 
 /// A point-in-time copy of a client's counters.
@@ -30,6 +29,7 @@ pub struct Stats {
     pub bytes_sent: u64,
     /// Events accepted and not yet resolved: queued, batching or in a request.
     pub queue_len: u64,
+    /// Memory those events hold: their JSON plus a fixed per-event overhead.
     pub queue_bytes: u64,
     /// Events being delivered: in an HTTP request or waiting to retry one.
     pub in_flight: u64,
@@ -72,100 +72,57 @@ pub struct Counters {
     pub retries: AtomicU64,
     pub requests: AtomicU64,
     pub bytes_sent: AtomicU64,
-    pub pending: AtomicU64,
-    pub pending_bytes: AtomicU64,
     pub in_flight: AtomicU64,
 }
 
-/// Counters plus the machinery to resolve events exactly once and to wait for progress.
+/// Counters plus the guard, which owns what is pending; events are resolved through here
+/// exactly once.
 pub struct Accounting {
     pub counters: Counters,
-    /// Held while resolving; `true` once close gave up and counted the rest as failed, so
-    /// that a late answer cannot count those events a second time.
-    abandoned: Mutex<bool>,
-    progress_lock: Mutex<()>,
-    progress: Condvar,
+    pub guard: Guard,
     errors: Mutex<VecDeque<DeliveryError>>,
     error_seq: AtomicU64,
     max_errors: usize,
 }
 
 impl Accounting {
-    pub fn new(max_errors: usize) -> Self {
+    pub fn new(max_errors: usize, capacity: u64, max_bytes: u64) -> Self {
         Self {
             counters: Counters::default(),
-            abandoned: Mutex::new(false),
-            progress_lock: Mutex::new(()),
-            progress: Condvar::new(),
+            guard: Guard::new(capacity, max_bytes),
             errors: Mutex::new(VecDeque::new()),
             error_seq: AtomicU64::new(0),
             max_errors,
         }
     }
 
-    /// Resolves `events` pending events (holding `bytes`) with `outcome`.
+    /// Resolves `events` pending events holding `bytes` of JSON with `outcome`. Ignored
+    /// when a close already gave up on them and counted them as failed.
     pub fn resolve(&self, outcome: Outcome, events: u64, bytes: u64) {
         if events == 0 {
             return;
         }
-        {
-            let abandoned = self.abandoned.lock();
-            if *abandoned {
-                return;
-            }
-            let c = &self.counters;
-            let counter = match outcome {
-                Outcome::Sent => &c.sent,
-                Outcome::Rejected => &c.rejected,
-                Outcome::Failed => &c.failed,
-            };
-            counter.fetch_add(events, Relaxed);
-            c.pending.fetch_sub(events, Relaxed);
-            c.pending_bytes.fetch_sub(bytes, Relaxed);
+        let charged = bytes + events * EVENT_OVERHEAD;
+        if !self.guard.release(events, charged) {
+            return;
         }
-        self.notify_progress();
+        let c = &self.counters;
+        let counter = match outcome {
+            Outcome::Sent => &c.sent,
+            Outcome::Rejected => &c.rejected,
+            Outcome::Failed => &c.failed,
+        };
+        counter.fetch_add(events, Relaxed);
     }
 
-    /// Counts everything still pending as failed (reason: shutdown). Idempotent.
+    /// Closes the guard and counts everything still pending as failed (reason: shutdown).
+    /// Counts once, however often it is called.
     pub fn abandon_pending(&self) -> u64 {
-        let mut abandoned = self.abandoned.lock();
+        let left = self.guard.abandon().events;
         let c = &self.counters;
-        let left = c.pending.swap(0, Relaxed);
-        c.pending_bytes.store(0, Relaxed);
         c.failed.fetch_add(left, Relaxed);
         c.dropped_shutdown.fetch_add(left, Relaxed);
-        *abandoned = true;
-        drop(abandoned);
-        self.notify_progress();
         left
-    }
-
-    fn resolved(&self) -> u64 {
-        let c = &self.counters;
-        c.sent.load(Relaxed) + c.rejected.load(Relaxed) + c.failed.load(Relaxed)
-    }
-
-    fn notify_progress(&self) {
-        let _guard = self.progress_lock.lock();
-        self.progress.notify_all();
-    }
-
-    /// Waits until every event enqueued before this call is resolved, or `deadline`.
-    pub fn wait_resolved(&self, deadline: Instant) -> bool {
-        let target = self.counters.enqueued.load(Relaxed);
-        let mut guard = self.progress_lock.lock();
-        loop {
-            if self.resolved() >= target || self.counters.pending.load(Relaxed) == 0 {
-                return true;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            // Bounded slices: progress is also notified, this only caps any missed wake-up.
-            let slice = (deadline - now).min(Duration::from_millis(50));
-            self.progress.wait_for(&mut guard, slice);
-        }
     }
 
     pub fn record_error(
@@ -207,6 +164,7 @@ impl Accounting {
 
     pub fn snapshot(&self, circuit_state: CircuitState) -> Stats {
         let c = &self.counters;
+        let pending = self.guard.pending();
         Stats {
             enqueued: c.enqueued.load(Relaxed),
             dropped_queue_full: c.dropped_queue_full.load(Relaxed),
@@ -219,8 +177,8 @@ impl Accounting {
             retries: c.retries.load(Relaxed),
             requests: c.requests.load(Relaxed),
             bytes_sent: c.bytes_sent.load(Relaxed),
-            queue_len: c.pending.load(Relaxed),
-            queue_bytes: c.pending_bytes.load(Relaxed),
+            queue_len: pending.events,
+            queue_bytes: pending.bytes,
             in_flight: c.in_flight.load(Relaxed),
             circuit_state,
         }

@@ -444,6 +444,20 @@ fn fork_children_deliver_their_own_events_exactly_once() {
     );
 }
 
+/// Issue 7.1: no child hangs at exit or starts threads to free an unused client, however
+/// the fork lands among threads that track, make clients and shut down.
+#[test]
+fn forks_among_busy_threads_never_hang_a_child() {
+    each_build(
+        "bindings/c/tests/fork_stress.c",
+        |mock| mock.set_latency(Duration::from_millis(2)),
+        |p, _, stdout| {
+            assert_eq!(reported(stdout, "forks=", "hung"), 0, "{}", p.label);
+            assert_eq!(reported(stdout, "forks=", "failed"), 0, "{}", p.label);
+        },
+    );
+}
+
 #[test]
 fn errors_buffer_protocol() {
     each_build(

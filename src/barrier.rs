@@ -1,0 +1,191 @@
+//! Flush as a real barrier: "every event queued before this call is resolved".
+//!
+//! A flush puts a marker into the same FIFO as the events (the pattern of OpenTelemetry's
+//! BatchSpanProcessor and sentry's transport). When the dispatcher reaches the marker,
+//! every event queued before it is in a batch it has already handed out, so the marker's
+//! [`Latch`] opens once every batch handed out so far has finished — tracked here by
+//! [`Batches`], which numbers batches as the dispatcher hands them out.
+//!
+//! Counting resolved events instead is not a barrier: under steady traffic, later events
+//! resolve in place of an earlier one that is still waiting out a `Retry-After`.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::Notify;
+
+/// A one-shot gate a host thread can block on (with a deadline) and a task can await.
+#[derive(Default)]
+pub struct Latch {
+    open: Mutex<bool>,
+    opened: Condvar,
+    notify: Notify,
+}
+
+impl Latch {
+    pub fn open(&self) {
+        let mut open = self.open.lock();
+        if !*open {
+            *open = true;
+            self.opened.notify_all();
+            self.notify.notify_waiters();
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        *self.open.lock()
+    }
+
+    /// Blocks until open or `deadline`; true if open.
+    pub fn wait_until(&self, deadline: Instant) -> bool {
+        let mut open = self.open.lock();
+        while !*open {
+            if self.opened.wait_until(&mut open, deadline).timed_out() {
+                return *open;
+            }
+        }
+        true
+    }
+
+    /// Completes when open.
+    pub async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_open() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// As [`Latch::wait`], giving up after `timeout`; true if open.
+    pub async fn wait_for(&self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, self.wait()).await.is_ok()
+    }
+}
+
+/// Batches handed out and not finished, and the latches waiting for them.
+#[derive(Default)]
+pub struct Batches {
+    inner: Mutex<BatchesInner>,
+}
+
+#[derive(Default)]
+struct BatchesInner {
+    next: u64,
+    unfinished: BTreeSet<u64>,
+    /// Each latch opens when no batch numbered below its target is unfinished.
+    waiting: Vec<(u64, Arc<Latch>)>,
+}
+
+impl BatchesInner {
+    fn release_ready(&mut self) {
+        let oldest = self.unfinished.first().copied().unwrap_or(u64::MAX);
+        self.waiting.retain(|(target, latch)| {
+            let ready = *target <= oldest;
+            if ready {
+                latch.open();
+            }
+            !ready
+        });
+    }
+}
+
+impl Batches {
+    /// Numbers a batch being handed out; pass the number to [`Batches::finish`].
+    pub fn start(&self) -> u64 {
+        let mut inner = self.inner.lock();
+        let id = inner.next;
+        inner.next += 1;
+        inner.unfinished.insert(id);
+        id
+    }
+
+    pub fn finish(&self, id: u64) {
+        let mut inner = self.inner.lock();
+        inner.unfinished.remove(&id);
+        inner.release_ready();
+    }
+
+    /// Opens `latch` once every batch started so far has finished.
+    pub fn open_after_started(&self, latch: Arc<Latch>) {
+        let mut inner = self.inner.lock();
+        let target = inner.next;
+        inner.waiting.push((target, latch));
+        inner.release_ready();
+    }
+
+    /// Opens every waiting latch (the client gave up on its batches: nothing more to wait
+    /// for, and their events were counted).
+    pub fn release_all(&self) {
+        let mut inner = self.inner.lock();
+        for (_, latch) in inner.waiting.drain(..) {
+            latch.open();
+        }
+    }
+}
+
+/// Finishes its batch when dropped, so a batch task that ends in any way (including a
+/// cancelled one) releases the flushes behind it.
+pub struct BatchTicket {
+    batches: Arc<Batches>,
+    id: u64,
+}
+
+impl BatchTicket {
+    pub fn new(batches: &Arc<Batches>) -> Self {
+        Self {
+            batches: batches.clone(),
+            id: batches.start(),
+        }
+    }
+}
+
+impl Drop for BatchTicket {
+    fn drop(&mut self) {
+        self.batches.finish(self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flush_waits_for_earlier_batches_only() {
+        let batches = Arc::new(Batches::default());
+        let first = BatchTicket::new(&batches);
+        let second = BatchTicket::new(&batches);
+        let flush = Arc::new(Latch::default());
+        batches.open_after_started(flush.clone());
+        let later = BatchTicket::new(&batches);
+        drop(second);
+        assert!(!flush.is_open(), "the first batch is still out");
+        drop(first);
+        assert!(flush.is_open(), "a later batch must not hold the flush");
+        drop(later);
+    }
+
+    #[test]
+    fn a_flush_with_nothing_out_opens_at_once() {
+        let batches = Arc::new(Batches::default());
+        let flush = Arc::new(Latch::default());
+        batches.open_after_started(flush.clone());
+        assert!(flush.wait_until(Instant::now()));
+    }
+
+    #[test]
+    fn release_all_opens_waiters() {
+        let batches = Arc::new(Batches::default());
+        let _stuck = BatchTicket::new(&batches);
+        let flush = Arc::new(Latch::default());
+        batches.open_after_started(flush.clone());
+        assert!(!flush.wait_until(Instant::now() + Duration::from_millis(1)));
+        batches.release_all();
+        assert!(flush.is_open());
+    }
+}
