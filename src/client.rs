@@ -67,11 +67,10 @@ impl Core {
         Ok((core, rx))
     }
 
-    fn start(&self, rx: Receiver) -> Result<()> {
+    fn start(&self, rx: Receiver, handle: Weak<ClientHandle>) -> Result<()> {
         let pool = new_pool(self.ctx.config.pool_size as usize);
         let dispatcher = Dispatcher::new(rx, self.ctx.clone(), pool, self.batches.clone());
-        runtime::handle()?.spawn(dispatcher.run());
-        Ok(())
+        runtime::start_client(handle, dispatcher.run())
     }
 
     /// Queues a flush marker; `None` if the client already gave up (nothing is pending).
@@ -140,9 +139,8 @@ impl ClientHandle {
         {
             Ok(_) => {
                 // The old core is deliberately leaked (see the module docs of `runtime`).
-                runtime::register(self.me.clone());
                 // SAFETY: `fresh` is now published and owned by this handle.
-                unsafe { &*fresh }.start(rx)
+                unsafe { &*fresh }.start(rx, self.me.clone())
             }
             Err(_) => {
                 // Another thread rebuilt first; ours was never published.
@@ -285,8 +283,7 @@ impl Client {
             closed: AtomicBool::new(false),
             me: me.clone(),
         });
-        handle.core()?.start(rx)?;
-        runtime::register(Arc::downgrade(&handle));
+        handle.core()?.start(rx, Arc::downgrade(&handle))?;
         Ok(Client { inner: handle })
     }
 

@@ -135,11 +135,20 @@ pub fn http_client(connect_timeout: Duration) -> Result<reqwest::Client> {
     })
 }
 
-/// Registers a client (in this generation) so that `shutdown` closes it.
-pub fn register(client: Weak<ClientHandle>) {
-    let mut registry = slot().registry.lock();
-    registry.retain(|c| c.strong_count() > 0);
-    registry.push(client);
+/// Spawns a client's dispatcher and registers the client so that `shutdown` closes it, both
+/// under the lock `shutdown` takes the runtime with: a client is either on a runtime that
+/// a later shutdown will see it on, or on the next runtime.
+pub fn start_client(
+    client: Weak<ClientHandle>,
+    dispatcher: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    with_services(|services| {
+        services.runtime.spawn(dispatcher);
+        let mut registry = slot().registry.lock();
+        registry.retain(|c| c.strong_count() > 0);
+        registry.push(client);
+        Ok(())
+    })
 }
 
 fn registered() -> Vec<std::sync::Arc<ClientHandle>> {
@@ -173,6 +182,13 @@ pub fn shutdown(timeout: Duration) -> bool {
     let Some(services) = slot().services.lock().take() else {
         return complete;
     };
+    // Clients started on this runtime while the others were closing: close them too
+    // (already past the deadline), rather than leave them on a stopped runtime.
+    for client in registered() {
+        if !client.is_closed() {
+            complete &= client.close_until(Instant::now()).is_ok();
+        }
+    }
     if Handle::try_current().is_ok() {
         // Called from inside a runtime (a Rust user): never block a runtime thread.
         services.runtime.shutdown_background();

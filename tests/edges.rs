@@ -376,3 +376,42 @@ fn memory_stays_under_the_cap_in_an_outage() {
     );
     bulkhead::shutdown(Duration::from_millis(100)).ok();
 }
+
+/// A client made while `shutdown` runs is either closed by it (calls return CLOSED) or
+/// left on a live runtime (its events are delivered): never left on a stopped runtime with
+/// its events pending forever.
+#[test]
+fn a_client_made_during_shutdown_is_closed_or_alive() {
+    if !in_child() {
+        run_in_child("a_client_made_during_shutdown_is_closed_or_alive");
+        return;
+    }
+    let mock = MockServer::start();
+    let stop = Arc::new(AtomicBool::new(false));
+    let shutter = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = bulkhead::shutdown(Duration::from_millis(50));
+            }
+        })
+    };
+    with_watchdog(Duration::from_secs(600), move || {
+        for round in 0..300 {
+            let c = client(&mock, "{}");
+            match c.track("u", "during-shutdown", None) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::Closed => continue,
+                Err(e) => panic!("{e}"),
+            }
+            if let Err(e) = c.flush(Duration::from_secs(20)) {
+                panic!("round {round}: {e}: {:?}", c.stats());
+            }
+            let s = c.stats();
+            assert_accounted(&s);
+            assert_eq!(s.queue_len, 0, "round {round}: {s:?}");
+        }
+    });
+    stop.store(true, Ordering::Relaxed);
+    shutter.join().unwrap();
+}
