@@ -83,7 +83,8 @@ fn options() -> Options {
 fn last_error() -> String {
     let mut buf = [0u8; 512];
     let mut written = 0usize;
-    bulkhead_last_error(buf.as_mut_ptr().cast(), buf.len(), &mut written);
+    // SAFETY: `buf` is writable for its length and `written` is writable.
+    unsafe { bulkhead_last_error(buf.as_mut_ptr().cast(), buf.len(), &mut written) };
     String::from_utf8_lossy(&buf[..written.min(buf.len())]).into_owned()
 }
 
@@ -96,7 +97,8 @@ fn status_name(status: bulkhead_status) -> String {
 
 fn stats(client: Handle) -> bulkhead_stats {
     let mut s = bulkhead_stats::default();
-    let st = bulkhead_client_stats(client.0, &mut s);
+    // SAFETY: the handle is live until the end of main; `s` is writable.
+    let st = unsafe { bulkhead_client_stats(client.0, &mut s) };
     assert!(st == bulkhead_status::Ok, "stats: {}", last_error());
     s
 }
@@ -128,15 +130,18 @@ fn app_thread(id: usize, client: Handle, rate: u64, start: Instant, stop: &Atomi
             );
             let event = "Page viewed";
             let t0 = Instant::now();
-            let st = bulkhead_track(
-                client.0,
-                distinct.as_ptr().cast(),
-                distinct.len(),
-                event.as_ptr().cast(),
-                event.len(),
-                props.as_ptr().cast(),
-                props.len(),
-            );
+            // SAFETY: the handle is live; the strings are readable for the lengths given.
+            let st = unsafe {
+                bulkhead_track(
+                    client.0,
+                    distinct.as_ptr().cast(),
+                    distinct.len(),
+                    event.as_ptr().cast(),
+                    event.len(),
+                    props.as_ptr().cast(),
+                    props.len(),
+                )
+            };
             local.push(t0.elapsed().as_nanos() as u64);
             m.calls.fetch_add(1, Ordering::Relaxed);
             match st {
@@ -188,7 +193,8 @@ fn main() {
         mock.url()
     );
     let mut raw: *mut bulkhead_client = std::ptr::null_mut();
-    let st = bulkhead_client_new(config.as_ptr().cast(), config.len(), &mut raw);
+    // SAFETY: `config` is readable for its length and `raw` is writable.
+    let st = unsafe { bulkhead_client_new(config.as_ptr().cast(), config.len(), &mut raw) };
     assert!(st == bulkhead_status::Ok, "client_new: {}", last_error());
     let client = Handle(raw);
 
@@ -267,10 +273,12 @@ fn main() {
     // Close with a deadline: whatever is still pending then is counted as failed.
     let close_deadline_ms = 5000;
     let closing = Instant::now();
-    let st = bulkhead_client_close(client.0, close_deadline_ms);
+    // SAFETY: the handle is live.
+    let st = unsafe { bulkhead_client_close(client.0, close_deadline_ms) };
     let close_took = closing.elapsed();
     let s = stats(client);
-    bulkhead_client_free(client.0);
+    // SAFETY: the handle came from bulkhead_client_new and is freed once, here.
+    unsafe { bulkhead_client_free(client.0) };
     let _ = bulkhead_shutdown(1000);
 
     let sum = |f: fn(&Meter) -> &AtomicU64| -> u64 {

@@ -103,6 +103,10 @@ extern "C" {
 // is required, `BULKHEAD_<KEY>` environment variables give defaults). Starts the global
 // runtime on first use; does no network I/O. On success writes a new handle to
 // `*client_out`, which the caller must release with `bulkhead_client_free`.
+//
+// # Safety
+// `(config_json, config_len)` must be NULL with 0, or `config_len` readable bytes;
+// `client_out` must be NULL or writable.
 bulkhead_status bulkhead_client_new(const char *config_json,
                                     size_t config_len,
                                     bulkhead_client **client_out);
@@ -112,12 +116,21 @@ bulkhead_status bulkhead_client_new(const char *config_json,
 // `bulkhead_shutdown` waits for them too), then what is left is counted as failed. Call
 // `bulkhead_client_close` first to wait for delivery or read final stats. NULL is a no-op.
 // The handle must not be used by any thread after this call.
+//
+// # Safety
+// `client` must be NULL or a handle from `bulkhead_client_new` not freed before; no thread
+// may use it during or after this call.
 void bulkhead_client_free(bulkhead_client *client);
 
 // Queues an event for `/track`. `distinct_id` may be empty; `properties_json` is a JSON
 // object or NULL/0. Adds `token`, `distinct_id`, `time` (ms), `$insert_id`, `mp_lib` and
 // `$lib_version`; a caller's `time`, `$insert_id`, `distinct_id` (and any other key
 // but `token`) win. Never blocks: `BULKHEAD_STATUS_QUEUE_FULL` when the guard dropped it.
+//
+// # Safety
+// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed). Each
+// `(ptr, len)` string must be NULL with length 0, or point to `len` readable bytes for the
+// duration of the call.
 bulkhead_status bulkhead_track(const bulkhead_client *client,
                                const char *distinct_id,
                                size_t distinct_id_len,
@@ -129,6 +142,11 @@ bulkhead_status bulkhead_track(const bulkhead_client *client,
 // Queues an event for `/import` with its time in milliseconds since the epoch. Sent with
 // `strict=1` and the client's import credentials (service account, else `api_secret`,
 // else the token).
+//
+// # Safety
+// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed). Each
+// `(ptr, len)` string must be NULL with length 0, or point to `len` readable bytes for the
+// duration of the call.
 bulkhead_status bulkhead_import(const bulkhead_client *client,
                                 const char *distinct_id,
                                 size_t distinct_id_len,
@@ -141,6 +159,11 @@ bulkhead_status bulkhead_import(const bulkhead_client *client,
 // Queues a user profile update for `/engage`. `operation` is one of `$set $set_once $add
 // $append $union $remove $unset $delete`; `value_json` is a JSON object (an array of names
 // for `$unset`; ignored, may be NULL, for `$delete`).
+//
+// # Safety
+// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed). Each
+// `(ptr, len)` string must be NULL with length 0, or point to `len` readable bytes for the
+// duration of the call.
 bulkhead_status bulkhead_people(const bulkhead_client *client,
                                 const char *distinct_id,
                                 size_t distinct_id_len,
@@ -150,6 +173,11 @@ bulkhead_status bulkhead_people(const bulkhead_client *client,
                                 size_t value_len);
 
 // Queues a group profile update for `/groups`; operations as for `bulkhead_people`.
+//
+// # Safety
+// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed). Each
+// `(ptr, len)` string must be NULL with length 0, or point to `len` readable bytes for the
+// duration of the call.
 bulkhead_status bulkhead_group(const bulkhead_client *client,
                                const char *group_key,
                                size_t group_key_len,
@@ -165,6 +193,11 @@ bulkhead_status bulkhead_group(const bulkhead_client *client,
 // `message_json` is one message, an array of them, or a mixpanel-ruby envelope
 // `{"data": ..., "api_key": ...}`. Events without `$insert_id` get one. An array is
 // queued whole or not at all.
+//
+// # Safety
+// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed). Each
+// `(ptr, len)` string must be NULL with length 0, or point to `len` readable bytes for the
+// duration of the call.
 bulkhead_status bulkhead_send(const bulkhead_client *client,
                               const char *endpoint,
                               size_t endpoint_len,
@@ -174,6 +207,11 @@ bulkhead_status bulkhead_send(const bulkhead_client *client,
 // As `bulkhead_send`, with `/import` credentials for these messages (mixpanel-python's
 // `api_key`/`api_secret`; the secret, else the key, is the Basic username). Each may be
 // NULL/0. Ignored for endpoints other than imports.
+//
+// # Safety
+// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed). Each
+// `(ptr, len)` string must be NULL with length 0, or point to `len` readable bytes for the
+// duration of the call.
 bulkhead_status bulkhead_send_with_credentials(const bulkhead_client *client,
                                                const char *endpoint,
                                                size_t endpoint_len,
@@ -186,12 +224,18 @@ bulkhead_status bulkhead_send_with_credentials(const bulkhead_client *client,
 
 // Sends everything queued so far and waits for it to be resolved, at most `timeout_ms`.
 // `BULKHEAD_STATUS_TIMEOUT` if the deadline passed first (events stay queued).
+//
+// # Safety
+// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed).
 bulkhead_status bulkhead_client_flush(const bulkhead_client *client, uint32_t timeout_ms);
 
 // Flushes for at most `timeout_ms` (`BULKHEAD_TIMEOUT_CONFIGURED`: the client's
 // `shutdown_timeout_ms`), then stops the client; events still pending are counted as
 // failed (`dropped_shutdown`) and `BULKHEAD_STATUS_TIMEOUT` is returned. Idempotent. Later
 // calls that queue return `BULKHEAD_STATUS_CLOSED`. The handle must still be freed.
+//
+// # Safety
+// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed).
 bulkhead_status bulkhead_client_close(const bulkhead_client *client, uint32_t timeout_ms);
 
 // Closes every client and stops the global runtime, all within `timeout_ms`
@@ -201,9 +245,16 @@ bulkhead_status bulkhead_client_close(const bulkhead_client *client, uint32_t ti
 bulkhead_status bulkhead_shutdown(uint32_t timeout_ms);
 
 // Writes a snapshot of the client's counters to `*stats_out`.
+//
+// # Safety
+// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed).
+// `stats_out` must be NULL or writable.
 bulkhead_status bulkhead_client_stats(const bulkhead_client *client, bulkhead_stats *stats_out);
 
 // Events accepted and not yet resolved; 0 for a NULL client.
+//
+// # Safety
+// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed).
 uint64_t bulkhead_client_queue_len(const bulkhead_client *client);
 
 // Copies the recent delivery errors with `seq > after_seq` into `buf` as a NUL-terminated
@@ -212,17 +263,40 @@ uint64_t bulkhead_client_queue_len(const bulkhead_client *client);
 // `*written` gets the length without the NUL. If `buf` is too small (or NULL with `len`
 // 0), returns `BULKHEAD_STATUS_BUFFER_TOO_SMALL` with the size needed, NUL included, in
 // `*written`.
+//
+// # Safety
+// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed). `buf`
+// must be NULL or writable for `len` bytes; `written` NULL or writable.
 bulkhead_status bulkhead_client_errors(const bulkhead_client *client,
                                        uint64_t after_seq,
                                        char *buf,
                                        size_t len,
                                        size_t *written);
 
+// Copies the delivery errors not handed out before by this function into `buf`, in the
+// format of `bulkhead_client_errors`, and marks them handed out: each error is returned
+// once (among those kept, at most `max_recent_errors`). A forked child starts afresh with
+// its own errors. On `BULKHEAD_STATUS_BUFFER_TOO_SMALL` (the size needed, NUL included,
+// is in `*written`) nothing is marked: call again with a larger buffer. This is how the
+// bindings surface errors to the host.
+//
+// # Safety
+// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed).
+// `buf` must be NULL or writable for `len` bytes; `written` NULL or writable.
+bulkhead_status bulkhead_client_take_errors(const bulkhead_client *client,
+                                            char *buf,
+                                            size_t len,
+                                            size_t *written);
+
 // Copies the text of the last failing call on this thread into `buf` (NUL-terminated,
 // truncated to fit) and writes its length without the NUL to `*written` (may be NULL).
 // An empty string if no call has failed on this thread. With `buf` NULL and `len` 0 it
 // returns `BULKHEAD_STATUS_BUFFER_TOO_SMALL` (OK if there is no text) and writes the size
-// needed, NUL included, to `*written`.
+// needed, NUL included, to `*written`. `buf` NULL with `len` > 0 is
+// `BULKHEAD_STATUS_INVALID_ARGUMENT` and leaves the stored text as it was.
+//
+// # Safety
+// `buf` must be NULL or writable for `len` bytes; `written` NULL or writable.
 bulkhead_status bulkhead_last_error(char *buf, size_t len, size_t *written);
 
 // A static, NUL-terminated English name for a `bulkhead_status` value ("ok",

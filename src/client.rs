@@ -265,7 +265,8 @@ fn count_refusal(core: &Core, error: &Error) {
         }
         _ => return,
     };
-    counter.fetch_add(1, Ordering::Relaxed);
+    // Per event: a refused array counts each of its events.
+    counter.fetch_add(error.events(), Ordering::Relaxed);
 }
 
 impl Client {
@@ -423,6 +424,16 @@ impl Client {
     /// Events accepted and not yet resolved.
     pub fn queue_len(&self) -> u64 {
         self.stats().queue_len
+    }
+
+    /// Hands `take` the kept delivery errors not handed out before (per process generation:
+    /// a forked child starts with none taken). They count as handed out only if `take`
+    /// returns `true` with its result.
+    pub fn take_errors<T>(&self, take: impl FnOnce(&[DeliveryError]) -> (T, bool)) -> T {
+        match self.inner.current_core() {
+            Some(core) => core.ctx.accounting.take_errors(take),
+            None => take(&[]).0,
+        }
     }
 
     /// Recent delivery errors with `seq > after_seq` (0 for all that are kept).

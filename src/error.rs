@@ -31,6 +31,8 @@ pub struct Error {
     kind: ErrorKind,
     // Static text needs no allocation: the guard's drop path builds one of these per event.
     message: Cow<'static, str>,
+    /// How many events the refused call carried (an array refused whole counts each).
+    events: u64,
 }
 
 impl Error {
@@ -38,7 +40,19 @@ impl Error {
         Self {
             kind,
             message: message.into(),
+            events: 1,
         }
+    }
+
+    /// The same error, for a call that carried `events` events (at least 1).
+    pub fn with_events(mut self, events: u64) -> Self {
+        self.events = events.max(1);
+        self
+    }
+
+    /// How many events this error refused: 1 unless set by [`Error::with_events`].
+    pub fn events(&self) -> u64 {
+        self.events
     }
 
     pub fn kind(&self) -> ErrorKind {

@@ -11,14 +11,15 @@ use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
 
-/// Above this many keys, duplicates are found with a hash set instead of pairwise.
+/// Up to this many keys, duplicates are found pairwise (bounded work, no allocation);
+/// above it, with a hash map of last positions. Either way parsing stays linear.
 const PAIRWISE_LIMIT: usize = 32;
 
+/// A JSON object's members, each key once (JSON allows repeats; the last one wins, at its
+/// last position, as in serde).
 #[derive(Default)]
 pub struct Fields<'a> {
     entries: Vec<(Cow<'a, str>, &'a RawValue)>,
-    /// Whether some key appears twice (JSON allows it; the last one wins, as in serde).
-    has_duplicates: bool,
 }
 
 impl<'a> Fields<'a> {
@@ -26,43 +27,53 @@ impl<'a> Fields<'a> {
     pub fn parse(json: &'a str, what: &str) -> Result<Self> {
         let mut fields: Fields<'a> = serde_json::from_str(json)
             .map_err(|e| Error::json(format!("{what} must be a valid JSON object: {e}")))?;
-        fields.has_duplicates = fields.find_duplicates();
+        fields.drop_shadowed();
         Ok(fields)
     }
 
-    fn find_duplicates(&self) -> bool {
+    /// Removes every entry a later one with the same key overrides, in one pass.
+    fn drop_shadowed(&mut self) {
         let n = self.entries.len();
-        if n <= PAIRWISE_LIMIT {
-            (0..n).any(|i| (i + 1..n).any(|j| self.entries[i].0 == self.entries[j].0))
+        let keep: Vec<bool> = if n <= PAIRWISE_LIMIT {
+            let e = &self.entries;
+            if !(0..n).any(|i| (i + 1..n).any(|j| e[i].0 == e[j].0)) {
+                return;
+            }
+            (0..n)
+                .map(|i| !(i + 1..n).any(|j| e[i].0 == e[j].0))
+                .collect()
         } else {
-            let mut seen = std::collections::HashSet::with_capacity(n);
-            !self.entries.iter().all(|(k, _)| seen.insert(k.as_ref()))
-        }
+            let mut last = std::collections::HashMap::with_capacity(n);
+            for (i, (k, _)) in self.entries.iter().enumerate() {
+                last.insert(k.as_ref(), i);
+            }
+            if last.len() == n {
+                return;
+            }
+            self.entries
+                .iter()
+                .enumerate()
+                .map(|(i, (k, _))| last.get(k.as_ref()) == Some(&i))
+                .collect()
+        };
+        let mut keep = keep.into_iter();
+        self.entries.retain(|_| keep.next().unwrap_or(true));
     }
 
-    /// The value of `key` (the last one if repeated).
+    /// How many distinct keys.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The value of `key` (the last one if repeated). One scan: call it a fixed number of
+    /// times per message, never per key.
     pub fn get(&self, key: &str) -> Option<&'a RawValue> {
-        self.entries
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| *v)
-    }
-
-    pub fn contains_key(&self, key: &str) -> bool {
-        self.entries.iter().any(|(k, _)| k == key)
+        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
     }
 
     /// Every key once, in order; for repeated keys the last value, at its last position.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &'a RawValue)> + '_ {
-        self.entries
-            .iter()
-            .enumerate()
-            .filter_map(move |(i, (k, v))| {
-                let shadowed = self.has_duplicates
-                    && self.entries[i + 1..].iter().any(|(later, _)| later == k);
-                (!shadowed).then_some((k.as_ref(), *v))
-            })
+        self.entries.iter().map(|(k, v)| (k.as_ref(), *v))
     }
 }
 
@@ -104,10 +115,7 @@ impl<'de> Deserialize<'de> for Fields<'de> {
                 while let Some((key, value)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
                     entries.push((key.0, value));
                 }
-                Ok(Fields {
-                    entries,
-                    has_duplicates: false,
-                })
+                Ok(Fields { entries })
             }
         }
         deserializer.deserialize_map(FieldsVisitor)
@@ -254,6 +262,14 @@ mod tests {
         let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (k, v.get())).collect();
         assert_eq!(pairs, vec![("b", "2"), ("a", "3")]);
         assert_eq!(f.get("a").unwrap().get(), "3");
+        // Above the pairwise limit too.
+        let many: Vec<String> = (0..100).map(|i| format!(r#""k{}":{i}"#, i % 40)).collect();
+        let text = format!("{{{}}}", many.join(","));
+        let f = Fields::parse(&text, "t").unwrap();
+        assert_eq!(f.len(), 40);
+        assert_eq!(f.get("k0").unwrap().get(), "80");
+        let keys: Vec<&str> = f.iter().map(|(k, _)| k).collect();
+        assert_eq!((keys[0], keys[39]), ("k20", "k19"));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! goes on the wire, so the background only concatenates. Everything a retry needs to stay
 //! idempotent (`$insert_id`, `time`) is fixed here, before the first attempt.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -82,6 +83,8 @@ pub const OPERATIONS: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct MessageBuilder {
     token: String,
+    /// The token's length as a JSON string, quotes and escapes included.
+    token_json_len: usize,
     max_event_bytes: usize,
     /// Whether the client has its own `/import` credentials (service account or secret).
     /// Without them, a prebuilt `/import` event authenticates with its own token.
@@ -92,6 +95,7 @@ impl MessageBuilder {
     pub fn new(token: &str, max_event_bytes: u64) -> Self {
         Self {
             token: token.to_owned(),
+            token_json_len: json_str_len(token),
             max_event_bytes: usize::try_from(max_event_bytes).unwrap_or(usize::MAX),
             import_credentials_configured: false,
         }
@@ -103,6 +107,34 @@ impl MessageBuilder {
         self
     }
 
+    /// A cheap lower bound on the bytes of the JSON [`MessageBuilder::event`] builds for
+    /// `distinct_id` and `event`, whatever the properties: each fixed key is counted with the
+    /// shortest value it can have (the caller may supply its own), no caller property is.
+    // For the client's guard, which checks it before building the event.
+    #[allow(dead_code)]
+    pub fn min_event_len(&self, distinct_id: &str, event: &str) -> usize {
+        let distinct = if distinct_id.is_empty() {
+            0
+        } else {
+            DISTINCT_ID.len() + 1
+        };
+        EVENT_OPEN.len()
+            + event.len()
+            + 2
+            + PROPERTIES_TOKEN.len()
+            + self.token_json_len
+            + distinct
+            + TIME.len()
+            + 1
+            + INSERT_ID.len()
+            + 3
+            + MP_LIB.len()
+            + 1
+            + LIB_VERSION_KEY.len()
+            + 1
+            + EVENT_CLOSE.len()
+    }
+
     /// An event for `/track`: our fixed properties first, then the caller's, which win for
     /// every key except `token`.
     pub fn event(
@@ -112,7 +144,7 @@ impl MessageBuilder {
         properties: Option<&str>,
     ) -> Result<Message> {
         let props = parse_properties(properties)?;
-        let json = self.event_json(distinct_id, event, None, &props)?;
+        let json = self.event_json(Endpoint::Track, distinct_id, event, None, &props)?;
         self.finish(Endpoint::Track, json)
     }
 
@@ -128,7 +160,7 @@ impl MessageBuilder {
             return Err(Error::invalid("import needs a non-empty distinct_id"));
         }
         let props = parse_properties(properties)?;
-        let json = self.event_json(distinct_id, event, Some(time_ms), &props)?;
+        let json = self.event_json(Endpoint::Import, distinct_id, event, Some(time_ms), &props)?;
         self.finish(Endpoint::Import, json)
     }
 
@@ -144,12 +176,18 @@ impl MessageBuilder {
                 "profile updates need a non-empty distinct_id",
             ));
         }
-        let mut out = Vec::with_capacity(96 + value.map_or(0, str::len));
-        out.extend_from_slice(b"{\"$token\":");
+        let tail = UpdateTail::new(operation, value)?;
+        let len = PEOPLE_OPEN.len()
+            + self.token_json_len
+            + PEOPLE_DISTINCT_ID.len()
+            + json_str_len(distinct_id)
+            + tail.len();
+        let mut out = Vec::with_capacity(len);
+        out.extend_from_slice(PEOPLE_OPEN);
         write_str(&mut out, &self.token);
-        out.extend_from_slice(b",\"$distinct_id\":");
+        out.extend_from_slice(PEOPLE_DISTINCT_ID);
         write_str(&mut out, distinct_id);
-        self.update_tail(&mut out, operation, value)?;
+        tail.write(&mut out);
         self.finish(Endpoint::Engage, out)
     }
 
@@ -166,14 +204,22 @@ impl MessageBuilder {
                 "group updates need a non-empty group_key and group_id",
             ));
         }
-        let mut out = Vec::with_capacity(112 + value.map_or(0, str::len));
-        out.extend_from_slice(b"{\"$token\":");
+        let tail = UpdateTail::new(operation, value)?;
+        let len = PEOPLE_OPEN.len()
+            + self.token_json_len
+            + GROUP_KEY.len()
+            + json_str_len(group_key)
+            + GROUP_ID.len()
+            + json_str_len(group_id)
+            + tail.len();
+        let mut out = Vec::with_capacity(len);
+        out.extend_from_slice(PEOPLE_OPEN);
         write_str(&mut out, &self.token);
-        out.extend_from_slice(b",\"$group_key\":");
+        out.extend_from_slice(GROUP_KEY);
         write_str(&mut out, group_key);
-        out.extend_from_slice(b",\"$group_id\":");
+        out.extend_from_slice(GROUP_ID);
         write_str(&mut out, group_id);
-        self.update_tail(&mut out, operation, value)?;
+        tail.write(&mut out);
         self.finish(Endpoint::Groups, out)
     }
 
@@ -197,8 +243,8 @@ impl MessageBuilder {
                 Some(data) if scan.is_envelope() => {
                     if endpoint == Endpoint::Import && credentials.is_none() {
                         credentials = credentials_from(
-                            optional_string("api_key", scan.api_key)?.map(str::to_owned),
-                            optional_string("api_secret", scan.api_secret)?.map(str::to_owned),
+                            optional_string("api_key", scan.api_key)?.map(Cow::into_owned),
+                            optional_string("api_secret", scan.api_secret)?.map(Cow::into_owned),
                         );
                     }
                     match first_byte(data) {
@@ -215,6 +261,8 @@ impl MessageBuilder {
         if items.is_empty() {
             return Err(Error::invalid("message array is empty"));
         }
+        // An array is refused whole: the refusal counts every event in it.
+        let count = items.len() as u64;
         items
             .into_iter()
             .map(|(item, scan)| {
@@ -246,11 +294,13 @@ impl MessageBuilder {
                 message.credentials = own_credentials.or_else(|| credentials.clone());
                 Ok(message)
             })
-            .collect()
+            .collect::<Result<Vec<Message>>>()
+            .map_err(|e| e.with_events(count))
     }
 
     fn event_json(
         &self,
+        endpoint: Endpoint,
         distinct_id: &str,
         event: &str,
         time_ms: Option<i64>,
@@ -259,40 +309,100 @@ impl MessageBuilder {
         if event.is_empty() {
             return Err(Error::invalid("event name must not be empty"));
         }
-        let props_len: usize = props.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum();
-        let mut out = Vec::with_capacity(192 + event.len() + distinct_id.len() + props_len);
-        out.extend_from_slice(b"{\"event\":");
+        // One pass over the caller's properties: which fixed ones they supply, and the
+        // exact bytes theirs will take.
+        let (mut has_distinct_id, mut has_mp_lib, mut has_lib_version) = (false, false, false);
+        let (mut time, mut insert_id) = (None, None);
+        let (mut count, mut props_len) = (0usize, 0usize);
+        for (key, value) in props.iter() {
+            match key {
+                "token" => continue,
+                "distinct_id" => has_distinct_id = true,
+                "time" => time = Some(value),
+                "$insert_id" => insert_id = Some(value),
+                "mp_lib" => has_mp_lib = true,
+                "$lib_version" => has_lib_version = true,
+                _ => {}
+            }
+            count += 1;
+            props_len += 2 + json_str_len(key) + value.get().len();
+        }
+        let add_distinct_id = !distinct_id.is_empty() && !has_distinct_id;
+        let mut time_text = itoa::Buffer::new();
+        let own_time = match time {
+            Some(t) => {
+                check_time(endpoint, t)?;
+                None
+            }
+            None => Some(time_text.format(time_ms.unwrap_or_else(now_ms))),
+        };
+        if let Some(id) = insert_id {
+            check_insert_id(id)?;
+        }
+        // token and whichever fixed properties the caller left to us.
+        let ours = [
+            true,
+            add_distinct_id,
+            own_time.is_some(),
+            insert_id.is_none(),
+            !has_mp_lib,
+            !has_lib_version,
+        ];
+        check_property_count(count + ours.iter().filter(|&&b| b).count())?;
+
+        let len = EVENT_OPEN.len()
+            + json_str_len(event)
+            + PROPERTIES_TOKEN.len()
+            + self.token_json_len
+            + if add_distinct_id {
+                DISTINCT_ID.len() + json_str_len(distinct_id)
+            } else {
+                0
+            }
+            + own_time.map_or(0, |t| TIME.len() + t.len())
+            + if insert_id.is_none() {
+                INSERT_ID.len() + INSERT_ID_LEN + 2
+            } else {
+                0
+            }
+            + if has_mp_lib {
+                0
+            } else {
+                MP_LIB.len() + LIB_NAME.len() + 2
+            }
+            + if has_lib_version {
+                0
+            } else {
+                LIB_VERSION_KEY.len() + LIB_VERSION.len() + 2
+            }
+            + props_len
+            + EVENT_CLOSE.len();
+        let mut out = Vec::with_capacity(len);
+        out.extend_from_slice(EVENT_OPEN);
         write_str(&mut out, event);
-        out.extend_from_slice(b",\"properties\":{\"token\":");
+        out.extend_from_slice(PROPERTIES_TOKEN);
         write_str(&mut out, &self.token);
-        if !distinct_id.is_empty() && !props.contains_key("distinct_id") {
-            out.extend_from_slice(b",\"distinct_id\":");
+        if add_distinct_id {
+            out.extend_from_slice(DISTINCT_ID);
             write_str(&mut out, distinct_id);
         }
-        match props.get("time") {
-            Some(t) => check_time(t)?,
-            None => {
-                out.extend_from_slice(b",\"time\":");
-                write_int(&mut out, time_ms.unwrap_or_else(now_ms));
-            }
+        if let Some(t) = own_time {
+            out.extend_from_slice(TIME);
+            out.extend_from_slice(t.as_bytes());
         }
-        match props.get("$insert_id") {
-            Some(id) => check_insert_id(id)?,
-            None => {
-                out.extend_from_slice(b",\"$insert_id\":\"");
-                write_insert_id(&mut out);
-                out.push(b'"');
-            }
-        }
-        if !props.contains_key("mp_lib") {
-            out.extend_from_slice(b",\"mp_lib\":\"");
-            out.extend_from_slice(LIB_NAME.as_bytes());
+        if insert_id.is_none() {
+            out.extend_from_slice(INSERT_ID);
+            out.push(b'"');
+            write_insert_id(&mut out);
             out.push(b'"');
         }
-        if !props.contains_key("$lib_version") {
-            out.extend_from_slice(b",\"$lib_version\":\"");
-            out.extend_from_slice(LIB_VERSION.as_bytes());
-            out.push(b'"');
+        if !has_mp_lib {
+            out.extend_from_slice(MP_LIB);
+            write_plain_str(&mut out, LIB_NAME);
+        }
+        if !has_lib_version {
+            out.extend_from_slice(LIB_VERSION_KEY);
+            write_plain_str(&mut out, LIB_VERSION);
         }
         for (key, value) in props.iter() {
             if key == "token" {
@@ -303,7 +413,7 @@ impl MessageBuilder {
             out.push(b':');
             out.extend_from_slice(value.get().as_bytes());
         }
-        out.extend_from_slice(b"}}");
+        out.extend_from_slice(EVENT_CLOSE);
         Ok(out)
     }
 
@@ -322,7 +432,8 @@ impl MessageBuilder {
             if endpoint == Endpoint::Import {
                 return Err(Error::invalid("an /import event needs `properties`"));
             }
-            return Ok((self.event_json("", name, None, &Fields::default())?, None));
+            let json = self.event_json(endpoint, "", &name, None, &Fields::default())?;
+            return Ok((json, None));
         };
         if endpoint == Endpoint::Import && (props.time.is_none() || !props.has_distinct_id) {
             return Err(Error::invalid(
@@ -330,10 +441,17 @@ impl MessageBuilder {
             ));
         }
         if let Some(t) = props.time {
-            check_time(t)?;
+            check_time(endpoint, t)?;
         }
         if let Some(id) = props.insert_id {
             check_insert_id(id)?;
+        }
+        let added = usize::from(props.token.is_none())
+            + usize::from(props.time.is_none())
+            + usize::from(props.insert_id.is_none());
+        // The scan counts repeated keys each time: count them once only when it matters.
+        if props.len + added >= MAX_PROPERTIES {
+            check_property_count(distinct_properties(item)? + added)?;
         }
         let token = props
             .token
@@ -375,7 +493,7 @@ impl MessageBuilder {
                 raw.get().as_ptr() as usize - text.as_ptr() as usize + 1
             }
         };
-        let mut out = Vec::with_capacity(text.len() + missing.len() + 1);
+        let mut out = Vec::with_capacity(text.len() + missing.len() + usize::from(props.len > 0));
         out.extend_from_slice(&text[..open]);
         out.extend_from_slice(&missing);
         if props.len > 0 {
@@ -383,39 +501,6 @@ impl MessageBuilder {
         }
         out.extend_from_slice(&text[open..]);
         Ok((out, token))
-    }
-
-    fn update_tail(&self, out: &mut Vec<u8>, operation: &str, value: Option<&str>) -> Result<()> {
-        if !OPERATIONS.contains(&operation) {
-            return Err(Error::invalid(format!(
-                "unknown operation `{operation}`; expected one of {}",
-                OPERATIONS.join(" ")
-            )));
-        }
-        out.extend_from_slice(b",\"$time\":");
-        write_int(out, now_ms());
-        out.push(b',');
-        write_str(out, operation);
-        out.push(b':');
-        if operation == "$delete" {
-            out.extend_from_slice(b"\"\"}");
-            return Ok(());
-        }
-        let value = value.ok_or_else(|| Error::invalid(format!("{operation} needs a value")))?;
-        let raw: &RawValue = serde_json::from_str(value)
-            .map_err(|e| Error::json(format!("{operation} value is not valid JSON: {e}")))?;
-        let expected = if operation == "$unset" { b'[' } else { b'{' };
-        if first_byte(raw) != expected {
-            let what = if expected == b'[' {
-                "an array of property names"
-            } else {
-                "a JSON object"
-            };
-            return Err(Error::json(format!("{operation} value must be {what}")));
-        }
-        out.extend_from_slice(raw.get().as_bytes());
-        out.push(b'}');
-        Ok(())
     }
 
     fn finish(&self, endpoint: Endpoint, json: Vec<u8>) -> Result<Message> {
@@ -435,6 +520,115 @@ impl MessageBuilder {
             json,
         })
     }
+}
+
+/// The end of a profile or group update: `,"$time":T,"<operation>":<value>}`, validated
+/// before anything is written so that its exact length is known.
+struct UpdateTail<'a> {
+    time: itoa::Buffer,
+    time_ms: i64,
+    operation: &'a str,
+    /// `None` for `$delete`, whose value is always `""`.
+    value: Option<&'a RawValue>,
+}
+
+impl<'a> UpdateTail<'a> {
+    fn new(operation: &'a str, value: Option<&'a str>) -> Result<Self> {
+        if !OPERATIONS.contains(&operation) {
+            return Err(Error::invalid(format!(
+                "unknown operation `{operation}`; expected one of {}",
+                OPERATIONS.join(" ")
+            )));
+        }
+        let value = if operation == "$delete" {
+            None
+        } else {
+            let value =
+                value.ok_or_else(|| Error::invalid(format!("{operation} needs a value")))?;
+            let raw: &RawValue = serde_json::from_str(value)
+                .map_err(|e| Error::json(format!("{operation} value is not valid JSON: {e}")))?;
+            let expected = if operation == "$unset" { b'[' } else { b'{' };
+            if first_byte(raw) != expected {
+                let what = if expected == b'[' {
+                    "an array of property names"
+                } else {
+                    "a JSON object"
+                };
+                return Err(Error::json(format!("{operation} value must be {what}")));
+            }
+            Some(raw)
+        };
+        Ok(Self {
+            time: itoa::Buffer::new(),
+            time_ms: now_ms(),
+            operation,
+            value,
+        })
+    }
+
+    fn len(&self) -> usize {
+        let time = itoa::Buffer::new().format(self.time_ms).len();
+        UPDATE_TIME.len()
+            + time
+            + 1
+            + json_str_len(self.operation)
+            + 1
+            + self.value.map_or(2, |v| v.get().len())
+            + 1
+    }
+
+    fn write(mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(UPDATE_TIME);
+        out.extend_from_slice(self.time.format(self.time_ms).as_bytes());
+        out.push(b',');
+        write_str(out, self.operation);
+        out.push(b':');
+        match self.value {
+            Some(raw) => out.extend_from_slice(raw.get().as_bytes()),
+            None => out.extend_from_slice(b"\"\""),
+        }
+        out.push(b'}');
+    }
+}
+
+/// The fixed pieces of the JSON bulkhead writes, shared by the writers and the length sums.
+const EVENT_OPEN: &[u8] = b"{\"event\":";
+const PROPERTIES_TOKEN: &[u8] = b",\"properties\":{\"token\":";
+const DISTINCT_ID: &[u8] = b",\"distinct_id\":";
+const TIME: &[u8] = b",\"time\":";
+const INSERT_ID: &[u8] = b",\"$insert_id\":";
+const MP_LIB: &[u8] = b",\"mp_lib\":";
+const LIB_VERSION_KEY: &[u8] = b",\"$lib_version\":";
+const EVENT_CLOSE: &[u8] = b"}}";
+const PEOPLE_OPEN: &[u8] = b"{\"$token\":";
+const PEOPLE_DISTINCT_ID: &[u8] = b",\"$distinct_id\":";
+const GROUP_KEY: &[u8] = b",\"$group_key\":";
+const GROUP_ID: &[u8] = b",\"$group_id\":";
+const UPDATE_TIME: &[u8] = b",\"$time\":";
+/// The length of a generated `$insert_id` (32 hex digits).
+const INSERT_ID_LEN: usize = 32;
+
+/// Mixpanel refuses events with this many properties or more.
+const MAX_PROPERTIES: usize = 255;
+/// `/track` refuses events older than this (`/import` takes any age).
+const TRACK_MAX_AGE_MS: i64 = 5 * 24 * 60 * 60 * 1000;
+
+fn check_property_count(count: usize) -> Result<()> {
+    if count < MAX_PROPERTIES {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "event has {count} properties; Mixpanel takes fewer than {MAX_PROPERTIES}"
+        )))
+    }
+}
+
+/// The number of distinct keys in a prebuilt event's `properties` (a second, rare pass).
+fn distinct_properties(item: &str) -> Result<usize> {
+    let raw = Fields::parse(item, "event")?
+        .get("properties")
+        .ok_or_else(|| Error::json("an event needs `properties`"))?;
+    Ok(Fields::parse(raw.get(), "properties")?.len())
 }
 
 /// mixpanel-python and mixpanel-ruby semantics: the secret as Basic username if given,
@@ -473,27 +667,46 @@ fn parse_array(json: &str) -> Result<Vec<(&str, Option<MessageScan<'_>>)>> {
 }
 
 /// A string field of a prebuilt message: `Ok(None)` when absent or null.
-fn optional_string<'a>(key: &str, raw: Option<&'a RawValue>) -> Result<Option<&'a str>> {
-    match raw {
-        None => Ok(None),
-        Some(raw) if raw.get() == "null" => Ok(None),
-        Some(raw) => serde_json::from_str::<&str>(raw.get())
-            .map(Some)
-            .map_err(|_| Error::json(format!("`{key}` must be a plain string"))),
+/// Borrowed unless it has escapes.
+fn optional_string<'a>(key: &str, raw: Option<&'a RawValue>) -> Result<Option<Cow<'a, str>>> {
+    let Some(raw) = raw.filter(|r| r.get() != "null") else {
+        return Ok(None);
+    };
+    if let Ok(s) = serde_json::from_str::<&str>(raw.get()) {
+        return Ok(Some(Cow::Borrowed(s)));
     }
+    serde_json::from_str::<String>(raw.get())
+        .map(|s| Some(Cow::Owned(s)))
+        .map_err(|_| Error::json(format!("`{key}` must be a string")))
 }
 
 fn first_byte(raw: &RawValue) -> u8 {
     raw.get().bytes().next().unwrap_or(b' ')
 }
 
-fn check_time(raw: &RawValue) -> Result<()> {
-    match serde_json::from_str::<f64>(raw.get()) {
-        Ok(t) if t.is_finite() && t >= 0.0 => Ok(()),
-        _ => Err(Error::invalid(
-            "property `time` must be a non-negative number (seconds or ms)",
-        )),
+/// `time` must be a non-negative number of seconds or milliseconds; for `/track` also at
+/// most 5 days old (a future time is fine: clocks differ).
+fn check_time(endpoint: Endpoint, raw: &RawValue) -> Result<()> {
+    let t = match serde_json::from_str::<f64>(raw.get()) {
+        Ok(t) if t.is_finite() && t >= 0.0 => t,
+        _ => {
+            return Err(Error::invalid(
+                "property `time` must be a non-negative number (seconds or ms)",
+            ))
+        }
+    };
+    if endpoint != Endpoint::Track {
+        return Ok(());
     }
+    // Below 1e11 it is seconds (1e11 s is the year 5138; 1e11 ms is 1973).
+    let t_ms = if t < 1e11 { t * 1000.0 } else { t };
+    if t_ms < (now_ms() - TRACK_MAX_AGE_MS) as f64 {
+        return Err(Error::invalid(
+            "property `time` is more than 5 days old: /track takes only the last 5 days; \
+             send older events to /import (bulkhead_import, or the `imports` endpoint)",
+        ));
+    }
+    Ok(())
 }
 
 fn check_insert_id(raw: &RawValue) -> Result<()> {
@@ -515,6 +728,26 @@ pub fn valid_insert_id(id: &str) -> bool {
 fn write_str(out: &mut Vec<u8>, s: &str) {
     // Writing a &str to a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// Writes `s`, which needs no escaping, as a JSON string.
+fn write_plain_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+}
+
+/// The length of `s` written as a JSON string by serde_json (quotes included): `"` and
+/// backslash and the short control escapes take 2 bytes, other control bytes (`\u00XX`) 6.
+fn json_str_len(s: &str) -> usize {
+    2 + s
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | 0x08 | 0x09 | 0x0a | 0x0c | 0x0d => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        })
+        .sum::<usize>()
 }
 
 fn write_int(out: &mut Vec<u8>, v: i64) {
@@ -607,7 +840,10 @@ mod tests {
             .event(
                 "u1",
                 "e",
-                Some(r#"{"time":123,"$insert_id":"abc-1","distinct_id":"u2","token":"evil"}"#),
+                Some(&format!(
+                    r#"{{"time":{},"$insert_id":"abc-1","distinct_id":"u2","token":"evil"}}"#,
+                    now_ms() + 123
+                )),
             )
             .unwrap();
         let text = String::from_utf8(m.json.clone()).unwrap();
@@ -615,7 +851,7 @@ mod tests {
             assert_eq!(text.matches(key).count(), 1, "{key} in {text}");
         }
         let p = &parse(&m)["properties"];
-        assert_eq!(p["time"], 123);
+        assert!(p["time"].as_i64().unwrap() > now_ms());
         assert_eq!(p["$insert_id"], "abc-1");
         assert_eq!(p["distinct_id"], "u2");
         assert_eq!(p["token"], "tok");
@@ -695,7 +931,10 @@ mod tests {
         let arr = r#"{"data":[{"$token":"t","$distinct_id":"a","$set":{}},{"$token":"t","$distinct_id":"b","$set":{}}]}"#;
         assert_eq!(b.prebuilt(Endpoint::Engage, arr, None).unwrap().len(), 2);
 
-        let bare = r#"{"event":"x","properties":{"token":"tok","time":1,"$insert_id":"abc"}}"#;
+        let bare = &format!(
+            r#"{{"event":"x","properties":{{"token":"tok","time":{},"$insert_id":"abc"}}}}"#,
+            now_ms()
+        );
         let m = b.prebuilt(Endpoint::Track, bare, None).unwrap();
         assert_eq!(m[0].json, bare.as_bytes());
 
@@ -793,6 +1032,234 @@ mod tests {
                 }
             }
         }
+    }
+
+    const DAY_MS: i64 = 86_400_000;
+
+    /// A JSON object with `n` distinct keys.
+    fn props_with(n: usize) -> String {
+        let body: Vec<String> = (0..n).map(|i| format!(r#""p{i}":{i}"#)).collect();
+        format!("{{{}}}", body.join(","))
+    }
+
+    #[test]
+    fn fewer_than_255_final_properties() {
+        let b = builder();
+        // token, distinct_id, time, $insert_id, mp_lib, $lib_version + the caller's.
+        assert!(b.event("u", "e", Some(&props_with(248))).is_ok());
+        let err = b.event("u", "e", Some(&props_with(249))).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+        // A repeated key is one property; a caller's `token` replaces ours.
+        let repeated = format!(r#"{{"token":"x","p0":1,{}"#, &props_with(248)[1..]);
+        assert!(b.event("u", "e", Some(&repeated)).is_ok());
+        // Prebuilt: token, time and $insert_id are added.
+        let pre = |n| format!(r#"{{"event":"e","properties":{}}}"#, props_with(n));
+        assert!(b.prebuilt(Endpoint::Track, &pre(251), None).is_ok());
+        let err = b.prebuilt(Endpoint::Track, &pre(252), None).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+        let repeated = format!(
+            r#"{{"event":"e","properties":{{"p0":0,"p0":1,{}}}"#,
+            &props_with(251)[1..]
+        );
+        assert!(b.prebuilt(Endpoint::Track, &repeated, None).is_ok());
+        assert!(b.prebuilt(Endpoint::Import, &pre(300), None).is_err());
+    }
+
+    #[test]
+    fn track_refuses_events_older_than_five_days() {
+        let b = builder();
+        let with_time = |t: i64| format!(r#"{{"time":{t}}}"#);
+        let old = now_ms() - 6 * DAY_MS;
+        for t in [old, old / 1000] {
+            let err = b.event("u", "e", Some(&with_time(t))).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+            assert!(err.message().contains("/import"), "{err}");
+            let pre = format!(r#"{{"event":"e","properties":{{"time":{t}}}}}"#);
+            let err = b.prebuilt(Endpoint::Track, &pre, None).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+            // /import takes old events.
+            let pre = format!(r#"{{"event":"e","properties":{{"time":{t},"distinct_id":"u"}}}}"#);
+            assert!(b.prebuilt(Endpoint::Import, &pre, None).is_ok());
+            assert!(b.import("u", "e", 1, Some(&with_time(t))).is_ok());
+        }
+        // Recent (in s or ms) and future times are fine.
+        let recent = now_ms() - 4 * DAY_MS;
+        let future = now_ms() + 30 * DAY_MS;
+        for t in [recent, recent / 1000, future, future / 1000] {
+            assert!(b.event("u", "e", Some(&with_time(t))).is_ok(), "{t}");
+        }
+    }
+
+    /// A hang detector, not a timing claim: a quadratic pass over this input takes hours.
+    fn finishes_within_a_minute<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(work());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("still running after 60 s: work is not linear in the input")
+    }
+
+    #[test]
+    fn repeated_keys_are_linear() {
+        const N: usize = 200_000;
+        // One key repeated N times: one property, the last value.
+        let same: Vec<String> = (0..N).map(|i| format!(r#""k":{i}"#)).collect();
+        let same = format!("{{{}}}", same.join(","));
+        // N distinct keys and one repeat: refused (too many), in linear time too.
+        let mut many: Vec<String> = (0..N).map(|i| format!(r#""k{i}":{i}"#)).collect();
+        many.push(r#""k0":"last""#.to_owned());
+        let many = format!("{{{}}}", many.join(","));
+        let last = (N - 1).to_string();
+        finishes_within_a_minute(move || {
+            let b = MessageBuilder::new("tok", 100_000_000);
+            let m = b.event("u", "e", Some(&same)).unwrap();
+            assert_eq!(parse(&m)["properties"]["k"].to_string(), last);
+            let m = b.import("u", "e", 1, Some(&same)).unwrap();
+            assert_eq!(parse(&m)["properties"]["k"].to_string(), last);
+            // An escaped first key takes the second pass that locates the brace.
+            let pre = format!(
+                r#"{{"event":"e","properties":{{"\u006b":0,{}}}"#,
+                &same[1..]
+            );
+            let m = b.prebuilt(Endpoint::Track, &pre, None).unwrap();
+            assert_eq!(parse(&m[0])["properties"]["k"].to_string(), last);
+
+            for result in [
+                b.event("u", "e", Some(&many)).map(|_| ()),
+                b.import("u", "e", 1, Some(&many)).map(|_| ()),
+                b.prebuilt(
+                    Endpoint::Track,
+                    &format!(r#"{{"event":"e","properties":{many}}}"#),
+                    None,
+                )
+                .map(|_| ()),
+            ] {
+                assert_eq!(result.unwrap_err().kind(), ErrorKind::InvalidArgument);
+            }
+        });
+    }
+
+    fn assert_exact(m: &Message, what: &str) {
+        assert_eq!(
+            m.json.capacity(),
+            m.json.len(),
+            "{what}: {}",
+            String::from_utf8_lossy(&m.json)
+        );
+    }
+
+    #[test]
+    fn every_message_has_exact_capacity() {
+        let mut rng = fastrand::Rng::with_seed(13);
+        for token in [
+            "tok",
+            "0123456789abcdef0123456789abcdef",
+            "t\"o\\k\u{1}\té😀",
+        ] {
+            let b = MessageBuilder::new(token, 10_000_000);
+            for round in 0..400 {
+                let mut props = serde_json::Map::new();
+                for _ in 0..rng.usize(0..8) {
+                    props.insert(random_key(&mut rng), random_value(&mut rng, 0));
+                }
+                props.remove("time");
+                props.remove("$insert_id");
+                let mut text = Value::Object(props).to_string();
+                // Sometimes the caller's own ids and a repeated key.
+                if round % 3 == 0 {
+                    let extra = format!(
+                        r#"{{"time":{},"$insert_id":"id-{round}","dup":1,"dup":2,"#,
+                        now_ms()
+                    );
+                    text = if text == "{}" {
+                        format!("{}}}", extra.trim_end_matches(','))
+                    } else {
+                        format!("{extra}{}", &text[1..])
+                    };
+                }
+                let id = random_key(&mut rng);
+                let name = format!("e{}", random_key(&mut rng));
+                let m = b.event(&id, &name, Some(&text)).unwrap();
+                assert_exact(&m, "event");
+                assert_exact(&b.event(&id, &name, None).unwrap(), "bare event");
+                let m = b.import(&format!("u{id}"), &name, 1, Some(&text)).unwrap();
+                assert_exact(&m, "import");
+                let m = b.people(&format!("u{id}"), "$set", Some(&text)).unwrap();
+                assert_exact(&m, "people");
+                let m = b.people(&format!("u{id}"), "$delete", None).unwrap();
+                assert_exact(&m, "people $delete");
+                let m = b
+                    .group(&format!("k{id}"), &name, "$unset", Some(r#"["a"]"#))
+                    .unwrap();
+                assert_exact(&m, "group");
+                for props in [text.as_str(), "{}"] {
+                    let pre = format!(
+                        r#"{{"event":{},"properties":{props}}}"#,
+                        Value::from(name.clone())
+                    );
+                    for m in b.prebuilt(Endpoint::Track, &pre, None).unwrap() {
+                        assert_exact(&m, "prebuilt");
+                    }
+                }
+                let arr = format!(r#"[{{"$token":"t","$distinct_id":"a","$set":{text}}}]"#);
+                assert_exact(
+                    &b.prebuilt(Endpoint::Engage, &arr, None).unwrap()[0],
+                    "update",
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn min_event_len_is_a_lower_bound() {
+        let mut rng = fastrand::Rng::with_seed(5);
+        let shortest = format!(
+            r#"{{"distinct_id":0,"time":{},"$insert_id":"a","mp_lib":0,"$lib_version":0}}"#,
+            now_ms() / 1000
+        );
+        for token in ["t", "0123456789abcdef0123456789abcdef", "t\"\u{1}"] {
+            let b = MessageBuilder::new(token, 10_000_000);
+            for _ in 0..500 {
+                let id = random_key(&mut rng);
+                let name = format!("e{}", random_key(&mut rng));
+                let min = b.min_event_len(&id, &name);
+                assert!(min >= name.len() + token.len());
+                for props in [None, Some(shortest.as_str())] {
+                    let built = b.event(&id, &name, props).unwrap().len();
+                    assert!(
+                        min <= built,
+                        "{min} > {built} for {id:?} {name:?} {props:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn refused_arrays_count_every_event() {
+        let b = builder();
+        let ok = r#"{"event":"a","properties":{}}"#;
+        let bad = r#"{"event":"b","properties":{"$insert_id":"not valid"}}"#;
+        let three = format!("[{ok},{ok},{bad}]");
+        assert_eq!(
+            b.prebuilt(Endpoint::Track, &three, None)
+                .unwrap_err()
+                .events(),
+            3
+        );
+        let two = format!(r#"{{"data":[{ok},{bad}]}}"#);
+        assert_eq!(
+            b.prebuilt(Endpoint::Track, &two, None)
+                .unwrap_err()
+                .events(),
+            2
+        );
+        assert_eq!(
+            b.prebuilt(Endpoint::Track, bad, None).unwrap_err().events(),
+            1
+        );
+        assert_eq!(b.event("u", "", None).unwrap_err().events(), 1);
     }
 
     #[test]

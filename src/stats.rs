@@ -83,6 +83,9 @@ pub struct Accounting {
     errors: Mutex<VecDeque<DeliveryError>>,
     error_seq: AtomicU64,
     max_errors: usize,
+    /// The `seq` of the last error handed out by [`Accounting::take_errors`]; the lock also
+    /// makes concurrent takers hand out each error once.
+    taken_seq: Mutex<u64>,
 }
 
 impl Accounting {
@@ -93,6 +96,7 @@ impl Accounting {
             errors: Mutex::new(VecDeque::new()),
             error_seq: AtomicU64::new(0),
             max_errors,
+            taken_seq: Mutex::new(0),
         }
     }
 
@@ -160,6 +164,18 @@ impl Accounting {
             .filter(|e| e.seq > after_seq)
             .cloned()
             .collect()
+    }
+
+    /// Calls `take` with the errors after the last one taken; if it answers `true`, they
+    /// are taken (a caller whose buffer was too small answers `false` and sees them again).
+    pub fn take_errors<T>(&self, take: impl FnOnce(&[DeliveryError]) -> (T, bool)) -> T {
+        let mut taken = self.taken_seq.lock();
+        let fresh = self.errors_after(*taken);
+        let (result, took) = take(&fresh);
+        if let (true, Some(last)) = (took, fresh.last()) {
+            *taken = last.seq;
+        }
+        result
     }
 
     pub fn snapshot(&self, circuit_state: CircuitState) -> Stats {

@@ -297,7 +297,7 @@ fn every_endpoint_and_message_shape_arrives() {
             // The caller's values win, except for the token.
             let caller = one(&named, "Caller ids");
             assert_eq!(caller["$insert_id"], "caller-id-1");
-            assert_eq!(caller["time"], 1_700_000_000_000u64);
+            assert_eq!(caller["time"], 4_102_444_800_000u64);
             assert_eq!(caller["distinct_id"], "override");
 
             let old = one(&named, "Old event");
@@ -535,4 +535,16 @@ fn quickstart_example_runs() {
 #[test]
 fn bench_program_compiles() {
     assert_eq!(compile("bindings/c/bench/bench.c").len(), 2);
+}
+
+#[test]
+fn mixpanel_limits_refuse_locally_and_count_every_event() {
+    each_build(
+        "bindings/c/tests/limits.c",
+        |_| {},
+        |p, mock, _| {
+            let names: Vec<_> = mock.events().iter().map(|e| e["event"].clone()).collect();
+            assert_eq!(names, vec![json!("valid")], "{}", p.label);
+        },
+    );
 }

@@ -522,30 +522,33 @@ fn close_with_the_configured_timeout_uses_shutdown_timeout_ms() {
         mock.url()
     );
     let mut handle = std::ptr::null_mut();
-    let st = bulkhead_client_new(config.as_ptr().cast(), config.len(), &mut handle);
+    // SAFETY: `config` is readable for its length and `handle` is writable.
+    let st = unsafe { bulkhead_client_new(config.as_ptr().cast(), config.len(), &mut handle) };
     assert_eq!(st, bulkhead_status::Ok);
-    let st = bulkhead_track(
-        handle,
-        "u".as_ptr().cast(),
-        1,
-        "e".as_ptr().cast(),
-        1,
-        std::ptr::null(),
-        0,
-    );
+    // SAFETY: `handle` is live; the strings are readable for the lengths given.
+    let st = unsafe {
+        bulkhead_track(
+            handle,
+            "u".as_ptr().cast(),
+            1,
+            "e".as_ptr().cast(),
+            1,
+            std::ptr::null(),
+            0,
+        )
+    };
     assert_eq!(st, bulkhead_status::Ok);
     // Not u32::MAX milliseconds: the client's own 100 ms.
-    assert_eq!(
-        bulkhead_client_close(handle, BULKHEAD_TIMEOUT_CONFIGURED),
-        bulkhead_status::Timeout
-    );
+    // SAFETY: `handle` is live.
+    let st = unsafe { bulkhead_client_close(handle, BULKHEAD_TIMEOUT_CONFIGURED) };
+    assert_eq!(st, bulkhead_status::Timeout);
     let mut stats = bulkhead_stats::default();
-    assert_eq!(
-        bulkhead_client_stats(handle, &mut stats),
-        bulkhead_status::Ok
-    );
+    // SAFETY: `handle` is live and `stats` writable.
+    let st = unsafe { bulkhead_client_stats(handle, &mut stats) };
+    assert_eq!(st, bulkhead_status::Ok);
     assert_eq!((stats.failed, stats.dropped_shutdown), (1, 1));
-    bulkhead_client_free(handle);
+    // SAFETY: `handle` came from bulkhead_client_new and is freed once, here.
+    unsafe { bulkhead_client_free(handle) };
 }
 
 #[test]

@@ -110,8 +110,12 @@ fn ms(timeout_ms: u32) -> Duration {
 /// is required, `BULKHEAD_<KEY>` environment variables give defaults). Starts the global
 /// runtime on first use; does no network I/O. On success writes a new handle to
 /// `*client_out`, which the caller must release with `bulkhead_client_free`.
+///
+/// # Safety
+/// `(config_json, config_len)` must be NULL with 0, or `config_len` readable bytes;
+/// `client_out` must be NULL or writable.
 #[no_mangle]
-pub extern "C" fn bulkhead_client_new(
+pub unsafe extern "C" fn bulkhead_client_new(
     config_json: *const c_char,
     config_len: usize,
     client_out: *mut *mut bulkhead_client,
@@ -142,8 +146,12 @@ pub extern "C" fn bulkhead_client_new(
 /// `bulkhead_shutdown` waits for them too), then what is left is counted as failed. Call
 /// `bulkhead_client_close` first to wait for delivery or read final stats. NULL is a no-op.
 /// The handle must not be used by any thread after this call.
+///
+/// # Safety
+/// `client` must be NULL or a handle from `bulkhead_client_new` not freed before; no thread
+/// may use it during or after this call.
 #[no_mangle]
-pub extern "C" fn bulkhead_client_free(client: *mut bulkhead_client) {
+pub unsafe extern "C" fn bulkhead_client_free(client: *mut bulkhead_client) {
     boundary_or((), || {
         if client.is_null() {
             return;
@@ -160,8 +168,13 @@ pub extern "C" fn bulkhead_client_free(client: *mut bulkhead_client) {
 /// object or NULL/0. Adds `token`, `distinct_id`, `time` (ms), `$insert_id`, `mp_lib` and
 /// `$lib_version`; a caller's `time`, `$insert_id`, `distinct_id` (and any other key
 /// but `token`) win. Never blocks: `BULKHEAD_STATUS_QUEUE_FULL` when the guard dropped it.
+///
+/// # Safety
+/// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed). Each
+/// `(ptr, len)` string must be NULL with length 0, or point to `len` readable bytes for the
+/// duration of the call.
 #[no_mangle]
-pub extern "C" fn bulkhead_track(
+pub unsafe extern "C" fn bulkhead_track(
     client: *const bulkhead_client,
     distinct_id: *const c_char,
     distinct_id_len: usize,
@@ -182,8 +195,13 @@ pub extern "C" fn bulkhead_track(
 /// Queues an event for `/import` with its time in milliseconds since the epoch. Sent with
 /// `strict=1` and the client's import credentials (service account, else `api_secret`,
 /// else the token).
+///
+/// # Safety
+/// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed). Each
+/// `(ptr, len)` string must be NULL with length 0, or point to `len` readable bytes for the
+/// duration of the call.
 #[no_mangle]
-pub extern "C" fn bulkhead_import(
+pub unsafe extern "C" fn bulkhead_import(
     client: *const bulkhead_client,
     distinct_id: *const c_char,
     distinct_id_len: usize,
@@ -205,8 +223,13 @@ pub extern "C" fn bulkhead_import(
 /// Queues a user profile update for `/engage`. `operation` is one of `$set $set_once $add
 /// $append $union $remove $unset $delete`; `value_json` is a JSON object (an array of names
 /// for `$unset`; ignored, may be NULL, for `$delete`).
+///
+/// # Safety
+/// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed). Each
+/// `(ptr, len)` string must be NULL with length 0, or point to `len` readable bytes for the
+/// duration of the call.
 #[no_mangle]
-pub extern "C" fn bulkhead_people(
+pub unsafe extern "C" fn bulkhead_people(
     client: *const bulkhead_client,
     distinct_id: *const c_char,
     distinct_id_len: usize,
@@ -225,8 +248,13 @@ pub extern "C" fn bulkhead_people(
 }
 
 /// Queues a group profile update for `/groups`; operations as for `bulkhead_people`.
+///
+/// # Safety
+/// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed). Each
+/// `(ptr, len)` string must be NULL with length 0, or point to `len` readable bytes for the
+/// duration of the call.
 #[no_mangle]
-pub extern "C" fn bulkhead_group(
+pub unsafe extern "C" fn bulkhead_group(
     client: *const bulkhead_client,
     group_key: *const c_char,
     group_key_len: usize,
@@ -252,8 +280,13 @@ pub extern "C" fn bulkhead_group(
 /// `message_json` is one message, an array of them, or a mixpanel-ruby envelope
 /// `{"data": ..., "api_key": ...}`. Events without `$insert_id` get one. An array is
 /// queued whole or not at all.
+///
+/// # Safety
+/// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed). Each
+/// `(ptr, len)` string must be NULL with length 0, or point to `len` readable bytes for the
+/// duration of the call.
 #[no_mangle]
-pub extern "C" fn bulkhead_send(
+pub unsafe extern "C" fn bulkhead_send(
     client: *const bulkhead_client,
     endpoint: *const c_char,
     endpoint_len: usize,
@@ -271,8 +304,13 @@ pub extern "C" fn bulkhead_send(
 /// As `bulkhead_send`, with `/import` credentials for these messages (mixpanel-python's
 /// `api_key`/`api_secret`; the secret, else the key, is the Basic username). Each may be
 /// NULL/0. Ignored for endpoints other than imports.
+///
+/// # Safety
+/// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed). Each
+/// `(ptr, len)` string must be NULL with length 0, or point to `len` readable bytes for the
+/// duration of the call.
 #[no_mangle]
-pub extern "C" fn bulkhead_send_with_credentials(
+pub unsafe extern "C" fn bulkhead_send_with_credentials(
     client: *const bulkhead_client,
     endpoint: *const c_char,
     endpoint_len: usize,
@@ -295,8 +333,11 @@ pub extern "C" fn bulkhead_send_with_credentials(
 
 /// Sends everything queued so far and waits for it to be resolved, at most `timeout_ms`.
 /// `BULKHEAD_STATUS_TIMEOUT` if the deadline passed first (events stay queued).
+///
+/// # Safety
+/// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed).
 #[no_mangle]
-pub extern "C" fn bulkhead_client_flush(
+pub unsafe extern "C" fn bulkhead_client_flush(
     client: *const bulkhead_client,
     timeout_ms: u32,
 ) -> bulkhead_status {
@@ -307,8 +348,11 @@ pub extern "C" fn bulkhead_client_flush(
 /// `shutdown_timeout_ms`), then stops the client; events still pending are counted as
 /// failed (`dropped_shutdown`) and `BULKHEAD_STATUS_TIMEOUT` is returned. Idempotent. Later
 /// calls that queue return `BULKHEAD_STATUS_CLOSED`. The handle must still be freed.
+///
+/// # Safety
+/// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed).
 #[no_mangle]
-pub extern "C" fn bulkhead_client_close(
+pub unsafe extern "C" fn bulkhead_client_close(
     client: *const bulkhead_client,
     timeout_ms: u32,
 ) -> bulkhead_status {
@@ -338,8 +382,12 @@ pub extern "C" fn bulkhead_shutdown(timeout_ms: u32) -> bulkhead_status {
 }
 
 /// Writes a snapshot of the client's counters to `*stats_out`.
+///
+/// # Safety
+/// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed).
+/// `stats_out` must be NULL or writable.
 #[no_mangle]
-pub extern "C" fn bulkhead_client_stats(
+pub unsafe extern "C" fn bulkhead_client_stats(
     client: *const bulkhead_client,
     stats_out: *mut bulkhead_stats,
 ) -> bulkhead_status {
@@ -374,8 +422,11 @@ pub extern "C" fn bulkhead_client_stats(
 }
 
 /// Events accepted and not yet resolved; 0 for a NULL client.
+///
+/// # Safety
+/// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed).
 #[no_mangle]
-pub extern "C" fn bulkhead_client_queue_len(client: *const bulkhead_client) -> u64 {
+pub unsafe extern "C" fn bulkhead_client_queue_len(client: *const bulkhead_client) -> u64 {
     boundary_or(0, || {
         // SAFETY: as in `client!`.
         unsafe { client.as_ref() }.map_or(0, |h| h.client.queue_len())
@@ -388,8 +439,12 @@ pub extern "C" fn bulkhead_client_queue_len(client: *const bulkhead_client) -> u
 /// `*written` gets the length without the NUL. If `buf` is too small (or NULL with `len`
 /// 0), returns `BULKHEAD_STATUS_BUFFER_TOO_SMALL` with the size needed, NUL included, in
 /// `*written`.
+///
+/// # Safety
+/// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed). `buf`
+/// must be NULL or writable for `len` bytes; `written` NULL or writable.
 #[no_mangle]
-pub extern "C" fn bulkhead_client_errors(
+pub unsafe extern "C" fn bulkhead_client_errors(
     client: *const bulkhead_client,
     after_seq: u64,
     buf: *mut c_char,
@@ -398,9 +453,45 @@ pub extern "C" fn bulkhead_client_errors(
 ) -> bulkhead_status {
     boundary(|| {
         let c = client!(client);
+        if buf.is_null() && len != 0 {
+            set_last_error("`buf` is NULL but its length is not 0");
+            return bulkhead_status::InvalidArgument;
+        }
         let json = errors_to_json(&c.errors(after_seq));
         // SAFETY: the caller promises `buf` holds `len` writable bytes (or is NULL with 0)
         // and `written` is NULL or writable.
         unsafe { copy_out(json.as_bytes(), buf, len, written, false) }
+    })
+}
+
+/// Copies the delivery errors not handed out before by this function into `buf`, in the
+/// format of `bulkhead_client_errors`, and marks them handed out: each error is returned
+/// once (among those kept, at most `max_recent_errors`). A forked child starts afresh with
+/// its own errors. On `BULKHEAD_STATUS_BUFFER_TOO_SMALL` (the size needed, NUL included,
+/// is in `*written`) nothing is marked: call again with a larger buffer. This is how the
+/// bindings surface errors to the host.
+///
+/// # Safety
+/// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed).
+/// `buf` must be NULL or writable for `len` bytes; `written` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn bulkhead_client_take_errors(
+    client: *const bulkhead_client,
+    buf: *mut c_char,
+    len: usize,
+    written: *mut usize,
+) -> bulkhead_status {
+    boundary(|| {
+        let c = client!(client);
+        if buf.is_null() && len != 0 {
+            set_last_error("`buf` is NULL but its length is not 0");
+            return bulkhead_status::InvalidArgument;
+        }
+        c.take_errors(|errors| {
+            let json = errors_to_json(errors);
+            // SAFETY: as for `bulkhead_client_errors`.
+            let status = unsafe { copy_out(json.as_bytes(), buf, len, written, false) };
+            (status, status == bulkhead_status::Ok)
+        })
     })
 }

@@ -11,9 +11,9 @@
 //! - Every function is thread-safe.
 
 #![allow(non_camel_case_types)]
-// These functions are for C callers, whose pointer contract is documented in the header;
-// Rust code uses `bulkhead::Client`. Marking them `unsafe` would change nothing for C.
-#![allow(clippy::not_unsafe_ptr_arg_deref)]
+// Functions taking pointers are `unsafe` (each has a `# Safety` section); inside them every
+// unsafe operation still needs its own block and `SAFETY:` comment.
+#![deny(unsafe_op_in_unsafe_fn)]
 
 mod client;
 mod panic;

@@ -55,11 +55,14 @@ thread_local! {
     static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
+/// Never panics: during thread-local teardown, or while the text is being read, the new
+/// text is dropped rather than unwinding out of an error path.
 pub(crate) fn set_last_error(text: &str) {
-    LAST_ERROR.with(|e| {
-        let mut e = e.borrow_mut();
-        e.clear();
-        e.push_str(text);
+    let _ = LAST_ERROR.try_with(|e| {
+        if let Ok(mut e) = e.try_borrow_mut() {
+            e.clear();
+            e.push_str(text);
+        }
     });
 }
 
@@ -81,20 +84,35 @@ pub(crate) fn status_of(result: crate::Result<()>) -> bulkhead_status {
 /// truncated to fit) and writes its length without the NUL to `*written` (may be NULL).
 /// An empty string if no call has failed on this thread. With `buf` NULL and `len` 0 it
 /// returns `BULKHEAD_STATUS_BUFFER_TOO_SMALL` (OK if there is no text) and writes the size
-/// needed, NUL included, to `*written`.
+/// needed, NUL included, to `*written`. `buf` NULL with `len` > 0 is
+/// `BULKHEAD_STATUS_INVALID_ARGUMENT` and leaves the stored text as it was.
+///
+/// # Safety
+/// `buf` must be NULL or writable for `len` bytes; `written` NULL or writable.
 #[no_mangle]
-pub extern "C" fn bulkhead_last_error(
+pub unsafe extern "C" fn bulkhead_last_error(
     buf: *mut c_char,
     len: usize,
     written: *mut usize,
 ) -> bulkhead_status {
     boundary(|| {
-        LAST_ERROR.with(|e| {
-            let text = e.borrow();
-            // SAFETY: the caller promises `buf` has room for `len` bytes and `written`
-            // is NULL or writable, as documented.
-            unsafe { copy_out(text.as_bytes(), buf, len, written, true) }
-        })
+        if buf.is_null() && len != 0 {
+            // Refused without recording it: that would replace the text asked for.
+            return bulkhead_status::InvalidArgument;
+        }
+        let copied = LAST_ERROR.try_with(|e| {
+            e.try_borrow().ok().map(|text| {
+                // SAFETY: the caller promises `buf` has room for `len` bytes and `written`
+                // is NULL or writable, as documented.
+                unsafe { copy_out(text.as_bytes(), buf, len, written, true) }
+            })
+        });
+        match copied {
+            Ok(Some(status)) => status,
+            // Thread-local teardown: there is no text any more.
+            // SAFETY: as above.
+            _ => unsafe { copy_out(b"", buf, len, written, true) },
+        }
     })
 }
 

@@ -57,6 +57,7 @@ pub unsafe fn borrow_opt_str<'a>(
 /// Copies `text` plus a NUL into `buf[..len]`. With `truncate`, cuts to fit (on a UTF-8
 /// boundary) and succeeds; without, answers `BufferTooSmall` and writes the needed size
 /// (including the NUL) to `*written`. Otherwise `*written` is the length without the NUL.
+/// A NULL `buf` with a non-zero `len` is `InvalidArgument`, with nothing written.
 ///
 /// # Safety
 /// `buf` must be NULL or valid for writes of `len` bytes; `written` NULL or writable.
@@ -73,11 +74,12 @@ pub unsafe fn copy_out(
             unsafe { *written = n };
         }
     };
+    if buf.is_null() && len != 0 {
+        // Not recorded as the last error: `bulkhead_last_error` must not replace the text
+        // it is asked for, so callers record it themselves.
+        return bulkhead_status::InvalidArgument;
+    }
     if buf.is_null() || len == 0 {
-        if truncate && buf.is_null() && len != 0 {
-            set_last_error("`buf` is NULL but its length is not 0");
-            return bulkhead_status::InvalidArgument;
-        }
         write_len(text.len() + 1);
         return if truncate && text.is_empty() {
             bulkhead_status::Ok

@@ -172,6 +172,12 @@ int main(int argc, char **argv) {
         (void)bulkhead_last_error(NULL, 0, &need);
         CHECK(need == full_len + 1);
         CHECK_STATUS(bulkhead_last_error(NULL, 0, NULL), BULKHEAD_STATUS_BUFFER_TOO_SMALL);
+        /* NULL with a length: refused without a panic, the stored text and *written kept. */
+        need = 777;
+        CHECK_STATUS(bulkhead_last_error(NULL, 16, &need), BULKHEAD_STATUS_INVALID_ARGUMENT);
+        CHECK(need == 777);
+        CHECK_STATUS(bulkhead_last_error(full, sizeof full, &small_len), BULKHEAD_STATUS_OK);
+        CHECK(small_len == full_len && strstr(full, "internal panic") == NULL);
     }
 
     s = bh_stats(client);

@@ -71,6 +71,31 @@ int main(int argc, char **argv) {
     }
     free(buf);
 
+    /* take_errors hands each error out once; a size query or a short buffer takes none. */
+    CHECK_STATUS(bulkhead_client_take_errors(NULL, tiny, sizeof tiny, &written),
+                 BULKHEAD_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(bulkhead_client_take_errors(client, NULL, 5, &written),
+                 BULKHEAD_STATUS_INVALID_ARGUMENT);
+    need = 0;
+    CHECK_STATUS(bulkhead_client_take_errors(client, NULL, 0, &need),
+                 BULKHEAD_STATUS_BUFFER_TOO_SMALL);
+    CHECK(need > 3);
+    CHECK_STATUS(bulkhead_client_take_errors(client, tiny, sizeof tiny, &again),
+                 BULKHEAD_STATUS_BUFFER_TOO_SMALL);
+    CHECK(again == need);
+    buf = (char *)malloc(need);
+    if (buf == NULL) bh_die("malloc");
+    CHECK_STATUS(bulkhead_client_take_errors(client, buf, need, &written), BULKHEAD_STATUS_OK);
+    CHECK(written == need - 1 && strstr(buf, "\"http_status\":400") != NULL);
+    CHECK(strstr(buf, "c-secret-value") == NULL);
+    CHECK_STATUS(bulkhead_client_take_errors(client, tiny, sizeof tiny, &written),
+                 BULKHEAD_STATUS_OK);
+    CHECK(strcmp(tiny, "[]") == 0);
+    /* Taking does not remove: bulkhead_client_errors still lists it. */
+    CHECK_STATUS(bulkhead_client_errors(client, 0, buf, need, &written), BULKHEAD_STATUS_OK);
+    CHECK(strstr(buf, "\"http_status\":400") != NULL);
+    free(buf);
+
     /* The client carries on. */
     CHECK_STATUS(bulkhead_track(client, BH_S("u1"), BH_S("accepted"), NULL, 0), BULKHEAD_STATUS_OK);
     CHECK_STATUS(bulkhead_client_flush(client, 30000), BULKHEAD_STATUS_OK);

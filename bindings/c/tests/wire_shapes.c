@@ -20,7 +20,7 @@ int main(int argc, char **argv) {
                                 BH_S("{\"plan\":\"pro\",\"n\":3,\"nested\":{\"a\":[1,2]}}")),
                  BULKHEAD_STATUS_OK);
     CHECK_STATUS(bulkhead_track(client, BH_S("u1"), BH_S("Caller ids"),
-                                BH_S("{\"$insert_id\":\"caller-id-1\",\"time\":1700000000000,"
+                                BH_S("{\"$insert_id\":\"caller-id-1\",\"time\":4102444800000,"
                                      "\"token\":\"evil\",\"distinct_id\":\"override\"}")),
                  BULKHEAD_STATUS_OK);
     /* /import through bulkhead_import: 1 event, client credentials (api_secret) */
@@ -47,7 +47,7 @@ int main(int argc, char **argv) {
     /* bulkhead_send with mixpanel-python names (bare messages) */
     CHECK_STATUS(bulkhead_send(client, BH_S("events"),
                                BH_S("{\"event\":\"py event\",\"properties\":{\"distinct_id\":\"u3\","
-                                    "\"token\":\"" BH_TOKEN "\",\"time\":1795739207818}}")),
+                                    "\"token\":\"" BH_TOKEN "\",\"time\":4102444800000}}")),
                  BULKHEAD_STATUS_OK);
     CHECK_STATUS(bulkhead_send(client, BH_S("people"),
                                BH_S("{\"$token\":\"" BH_TOKEN "\",\"$distinct_id\":\"u5\","
@@ -75,7 +75,7 @@ int main(int argc, char **argv) {
     CHECK_STATUS(bulkhead_send(client, BH_S("event"),
                                BH_S("{\"data\":{\"event\":\"ruby event\",\"properties\":{"
                                     "\"distinct_id\":\"u4\",\"token\":\"" BH_TOKEN "\","
-                                    "\"time\":1795739207818,\"mp_lib\":\"ruby\","
+                                    "\"time\":4102444800000,\"mp_lib\":\"ruby\","
                                     "\"$lib_version\":\"2.3.1\"}}}")),
                  BULKHEAD_STATUS_OK);
     CHECK_STATUS(bulkhead_send(client, BH_S("profile_update"),

@@ -187,6 +187,10 @@ _SIGNATURES = {
         _status,
         [_client_p, c_uint64, c_void_p, c_size_t, POINTER(c_size_t)],
     ),
+    "bulkhead_client_take_errors": (
+        _status,
+        [_client_p, c_void_p, c_size_t, POINTER(c_size_t)],
+    ),
     "bulkhead_last_error": (_status, [c_void_p, c_size_t, POINTER(c_size_t)]),
     "bulkhead_status_str": (c_void_p, [c_uint32]),
     "bulkhead_version": (c_void_p, []),

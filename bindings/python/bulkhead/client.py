@@ -67,6 +67,7 @@ _free = _ffi.lib.bulkhead_client_free
 _stats = _ffi.lib.bulkhead_client_stats
 _queue_len = _ffi.lib.bulkhead_client_queue_len
 _errors = _ffi.lib.bulkhead_client_errors
+_take_errors = _ffi.lib.bulkhead_client_take_errors
 
 _OK = _ffi.STATUS_OK
 _QUEUE_FULL = _ffi.STATUS_QUEUE_FULL
@@ -292,7 +293,6 @@ class Client:
         self._close_result: Optional[bool] = None
         self._on_error = on_error
         self._lock = threading.Lock()
-        self._last_seq = 0
         self._interval = max(1, int(error_check_interval))
         self._calls = 0
         # The handle is freed when this object is collected. Not at interpreter exit: the
@@ -536,13 +536,17 @@ class Client:
         return [DeliveryError.from_json(o) for o in self._fetch_errors(after_seq)]
 
     def _fetch_errors(self, after_seq: int) -> List[Dict[str, Any]]:
+        return self._read_errors(lambda h, buf, size, w: _errors(h, after_seq, buf, size, w))
+
+    def _read_errors(self, call: Callable[..., int]) -> List[Dict[str, Any]]:
+        """Runs ``call(handle, buf, size, written)``, growing ``buf`` until it fits."""
         if self._handle is None:
             return []
         size = 4096
         written = ctypes.c_size_t(0)
         for _ in range(8):
             buf = ctypes.create_string_buffer(size)
-            status = _errors(self._handle, after_seq, buf, size, ctypes.byref(written))
+            status = call(self._handle, buf, size, ctypes.byref(written))
             if status == _OK:
                 raw = ctypes.string_at(buf, written.value)
                 value = json.loads(raw.decode("utf-8", "replace") or "[]")
@@ -553,13 +557,13 @@ class Client:
         return []
 
     def _poll_errors(self, blocking: bool = True) -> None:
-        """Hands new delivery errors to the logger and ``on_error``, on this thread."""
+        """Hands new delivery errors to the logger and ``on_error``, on this thread. The
+        library keeps which errors were handed out (per process: a forked child starts
+        fresh)."""
         if not self._lock.acquire(blocking):
             return
         try:
-            fresh = [DeliveryError.from_json(o) for o in self._fetch_errors(self._last_seq)]
-            if fresh:
-                self._last_seq = max(self._last_seq, max(e.seq for e in fresh))
+            fresh = [DeliveryError.from_json(o) for o in self._read_errors(_take_errors)]
         except Exception:  # pragma: no cover - observability must never break the caller
             logger.debug("bulkhead: could not read delivery errors", exc_info=True)
             return

@@ -8,7 +8,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, List
 
 import pytest
 
@@ -51,6 +51,34 @@ def test_fork_child_tracks_and_each_event_arrives_once(mock: Mock, config: Any) 
     assert names.count(("queued at fork", "parent")) == 20
     assert len(events) == 22
     assert mock.stats()["duplicates"] == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_fork_child_reports_its_own_delivery_errors(mock: Mock, config: Any) -> None:
+    seen: List[bulkhead.DeliveryError] = []
+    c = bulkhead.Client(on_error=seen.append, **config())
+    mock.post("fault?kind=reject&count=3")
+    for i in range(3):  # one request, hence one error, each
+        c.track("parent", f"rejected {i}")
+        assert c.flush(5.0)
+    assert len(seen) == 3
+    pid = os.fork()
+    if pid == 0:  # child: its client starts a new error sequence, which it must report
+        code = 1
+        try:
+            del seen[:]
+            mock.post("fault?kind=reject&count=1")
+            c.track("child", "rejected in child")
+            c.flush(10.0)
+            code = 0 if [e.events for e in seen] == [1] else 2
+        except BaseException:
+            code = 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    c.close()
+    assert len(seen) == 3  # the child's error is not the parent's
 
 
 def test_exit_without_cleanup_against_dead_service(mock: Mock) -> None:

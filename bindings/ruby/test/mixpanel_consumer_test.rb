@@ -4,7 +4,9 @@ require "test_helper"
 
 # The mixpanel-ruby consumer protocol: the exact type/message pairs of MIXPANEL.md.
 class MixpanelConsumerTest < BulkheadTest::Test
-  EVENT = '{"data":{"event":"Signed up","properties":{"distinct_id":"u1","token":"tok","time":1795739207818,' \
+  # /track takes only the last 5 days: a recent time, not a fixed date.
+  NOW_MS = (Time.now.to_f * 1000).to_i
+  EVENT = "{\"data\":{\"event\":\"Signed up\",\"properties\":{\"distinct_id\":\"u1\",\"token\":\"tok\",\"time\":#{NOW_MS}," \
           '"mp_lib":"ruby","$lib_version":"2.3.1","plan":"pro"}}}'
   PROFILE = '{"data":{"$token":"tok","$time":1795739207818,"$distinct_id":"u1","$set":{"$name":"x"}}}'
   GROUP = '{"data":{"$token":"tok","$time":1795739207818,"$group_key":"company","$group_id":"acme",' \
@@ -46,7 +48,7 @@ class MixpanelConsumerTest < BulkheadTest::Test
   def test_arrays_from_a_buffered_consumer
     c = consumer
     events = Array.new(3) do |i|
-      { "event" => "E#{i}", "properties" => { "distinct_id" => "u#{i}", "token" => "tok", "time" => 1_795_739_207_818,
+      { "event" => "E#{i}", "properties" => { "distinct_id" => "u#{i}", "token" => "tok", "time" => NOW_MS,
                                                "$insert_id" => "id-#{i}" } }
     end
     assert c.send!(:event, JSON.generate({ "data" => events }))

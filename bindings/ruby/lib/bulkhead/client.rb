@@ -28,9 +28,6 @@ module Bulkhead
       @ptr = FFI::AutoPointer.new(out.read_pointer, Native.method(:bulkhead_client_free))
       @on_error = on_error
       @logger = logger == :default ? Logger.new($stderr, level: Logger::WARN, progname: "bulkhead") : logger
-      @errors_lock = Mutex.new
-      @last_seq = 0
-      @seq_pid = Process.pid
       Bulkhead.register_exit_hook
     end
 
@@ -139,21 +136,7 @@ module Bulkhead
     # The recent delivery errors (oldest first), as Hashes with symbol keys:
     # :seq, :time_ms, :endpoint, :http_status, :events, :outcome, :message.
     def errors(after_seq: 0)
-      len = ERRORS_BUFFER
-      written = FFI::MemoryPointer.new(:size_t)
-      loop do
-        buf = FFI::MemoryPointer.new(:char, len)
-        status = Native.bulkhead_client_errors(@ptr, after_seq, buf, len, written)
-        case status
-        when Native::OK
-          text = buf.read_string(written.read(:size_t)).force_encoding(Encoding::UTF_8)
-          return JSON.parse(text, symbolize_names: true)
-        when Native::BUFFER_TOO_SMALL
-          len = [written.read(:size_t), len * 2].max
-        else
-          raise Native.error_for(status)
-        end
-      end
+      read_errors { |buf, len, written| Native.bulkhead_client_errors(@ptr, after_seq, buf, len, written) }
     end
 
     def inspect
@@ -176,19 +159,31 @@ module Bulkhead
       raise Native.error_for(status)
     end
 
+    # Runs the block with (buf, len, written), growing buf until the JSON array fits.
+    def read_errors
+      len = ERRORS_BUFFER
+      written = FFI::MemoryPointer.new(:size_t)
+      loop do
+        buf = FFI::MemoryPointer.new(:char, len)
+        status = yield(buf, len, written)
+        case status
+        when Native::OK
+          text = buf.read_string(written.read(:size_t)).force_encoding(Encoding::UTF_8)
+          return JSON.parse(text, symbolize_names: true)
+        when Native::BUFFER_TOO_SMALL
+          len = [written.read(:size_t), len * 2].max
+        else
+          raise Native.error_for(status)
+        end
+      end
+    end
+
     # Passes new delivery errors to on_error and the logger, on the calling Ruby thread.
     def report_errors
       return if @on_error.nil? && @logger.nil?
 
-      fresh = @errors_lock.synchronize do
-        if @seq_pid != Process.pid # a forked child's client starts a new error sequence
-          @seq_pid = Process.pid
-          @last_seq = 0
-        end
-        list = errors(after_seq: @last_seq)
-        @last_seq = list.last[:seq] unless list.empty?
-        list
-      end
+      # The library keeps which errors were handed out (per process: a forked child starts fresh).
+      fresh = read_errors { |buf, len, written| Native.bulkhead_client_take_errors(@ptr, buf, len, written) }
       fresh.each do |error|
         @logger&.warn("delivery error on #{error[:endpoint]}: #{error[:message]} " \
                       "(#{error[:events]} events, #{error[:outcome]}, http #{error[:http_status].inspect})")

@@ -92,6 +92,7 @@ module Bulkhead
     attach_function :bulkhead_client_stats, %i[pointer pointer], :int
     attach_function :bulkhead_client_queue_len, [:pointer], :uint64
     attach_function :bulkhead_client_errors, %i[pointer uint64 pointer size_t pointer], :int
+    attach_function :bulkhead_client_take_errors, %i[pointer pointer size_t pointer], :int
     attach_function :bulkhead_last_error, %i[pointer size_t pointer], :int
     attach_function :bulkhead_status_str, [:uint32], :string
     attach_function :bulkhead_version, [], :string
