@@ -249,13 +249,6 @@ impl ClientHandle {
     }
 }
 
-/// A lower bound on the JSON `track` builds for these arguments: lets a full guard refuse
-/// the call before anything is built.
-fn min_event_len(token: &str, distinct_id: &str, event: &str) -> usize {
-    const FIXED: usize = r#"{"event":"","properties":{"token":"","time":0,"$insert_id":""}}"#.len();
-    FIXED + token.len() + distinct_id.len() + event.len()
-}
-
 fn count_refusal(core: &Core, error: &Error) {
     let c = &core.ctx.accounting.counters;
     let counter = match error.kind() {
@@ -295,7 +288,7 @@ impl Client {
     /// Queues an event for `/track`. Returns at once; [`ErrorKind::QueueFull`] when the guard
     /// dropped it.
     pub fn track(&self, distinct_id: &str, event: &str, properties: Option<&str>) -> Result<()> {
-        let min_len = min_event_len(&self.inner.config.token, distinct_id, event);
+        let min_len = self.inner.builder.min_event_len(distinct_id, event);
         self.inner
             .enqueue(min_len, |b| b.event(distinct_id, event, properties))
     }
@@ -308,7 +301,7 @@ impl Client {
         time_ms: i64,
         properties: Option<&str>,
     ) -> Result<()> {
-        let min_len = min_event_len(&self.inner.config.token, distinct_id, event);
+        let min_len = self.inner.builder.min_event_len(distinct_id, event);
         self.inner.enqueue(min_len, |b| {
             b.import(distinct_id, event, time_ms, properties)
         })

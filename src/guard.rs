@@ -18,12 +18,12 @@ use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 
 /// The largest `queue_capacity` the guard can represent.
-pub const MAX_EVENTS: u64 = (1 << 24) - 1;
+pub(crate) const MAX_EVENTS: u64 = (1 << 24) - 1;
 /// The largest `queue_max_bytes` the guard can represent (256 GiB).
-pub const MAX_BYTES: u64 = (1 << 38) - 1;
+pub(crate) const MAX_BYTES: u64 = (1 << 38) - 1;
 /// Memory an event holds beyond its JSON: the message header in the queue and in its batch,
 /// and the allocator's rounding. Charged so that the byte cap bounds real memory.
-pub const EVENT_OVERHEAD: u64 = 128;
+pub(crate) const EVENT_OVERHEAD: u64 = 128;
 
 const CLOSED: u64 = 1 << 63;
 const ABANDONED: u64 = 1 << 62;

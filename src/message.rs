@@ -111,7 +111,6 @@ impl MessageBuilder {
     /// `distinct_id` and `event`, whatever the properties: each fixed key is counted with the
     /// shortest value it can have (the caller may supply its own), no caller property is.
     // For the client's guard, which checks it before building the event.
-    #[allow(dead_code)]
     pub fn min_event_len(&self, distinct_id: &str, event: &str) -> usize {
         let distinct = if distinct_id.is_empty() {
             0
