@@ -120,7 +120,7 @@ fn send_accepts_both_sdks_shapes() {
     let mock = MockServer::start();
     let c = client(&mock, "{}");
     // mixpanel-ruby envelopes, verbatim from MIXPANEL.md.
-    c.send("event", r#"{"data":{"event":"Signed up","properties":{"distinct_id":"u1","token":"tok","time":1795739207818,"mp_lib":"ruby","$lib_version":"2.3.1","plan":"pro"}}}"#, None, None).unwrap();
+    c.send("event", r#"{"data":{"event":"Signed up","properties":{"distinct_id":"u1","token":"tok","time":4102444800000,"mp_lib":"ruby","$lib_version":"2.3.1","plan":"pro"}}}"#, None, None).unwrap();
     c.send("profile_update", r#"{"data":{"$token":"tok","$time":1795739207818,"$distinct_id":"u1","$set":{"$name":"x"}}}"#, None, None).unwrap();
     c.send("group_update", r#"{"data":{"$token":"tok","$time":1795739207818,"$group_key":"company","$group_id":"acme","$set":{"size":5}}}"#, None, None).unwrap();
     c.send("import", r#"{"data":{"event":"Old","properties":{"distinct_id":"u1","token":"tok","time":1500000000,"mp_lib":"ruby","$lib_version":"2.3.1"}},"api_key":"apikey"}"#, None, None).unwrap();
