@@ -15,7 +15,13 @@
 //! - `POST /_mock/down?mode=refuse|hang`, `POST /_mock/up`, `POST /_mock/latency?ms=N`
 //! - `POST /_mock/fault?status=503&count=3[&retry_after=1][&body=..][&endpoint=track]`,
 //!   `POST /_mock/fault?kind=reject|hang|drop[&error=..][&count=N][&endpoint=..]`,
-//!   `POST /_mock/clear_faults`
+//!   `POST /_mock/fault?kind=early_close[&status=413]` (answer before reading the body, close),
+//!   `kind=reset_mid_body` (close while the body arrives), `kind=redirect[&status=302]
+//!   [&location=/_mock/landing]`, `kind=endless[&status=500]` (a body that never ends),
+//!   `kind=truncated` (200 announcing more body than it sends), `POST /_mock/clear_faults`
+//! - `POST /_mock/reject_property?name=X[&status=200|400]`: on `/track`, `/engage`, `/groups`,
+//!   refuse any batch holding a record with property `X` (200 `status: 0`, or HTTP 400)
+//! - `GET|POST /_mock/landing`: an HTML page (a redirect target; counted in `landing_hits`)
 //! - `POST /_mock/max_body_bytes?bytes=N` (0 = off), `POST /_mock/import_reject_property?name=X`
 //!   (no name = off), `POST /_mock/store?on=0|1`, `POST /_mock/reset`
 //! - `GET /_mock/wait_events?n=N&timeout_ms=M` → `{"ok":bool,"events":count}`
@@ -105,7 +111,24 @@ pub enum Fault {
     Hang,
     /// Close the connection without answering (like [`DownMode::Refuse`], for one request).
     Drop,
+    /// Answer `status` before reading the request body, then close the connection: the
+    /// client may still be writing a large body (SIGPIPE territory).
+    EarlyClose { status: u16 },
+    /// Read part of the request body, then close the connection while the rest arrives.
+    ResetMidBody,
+    /// A redirect (`status` 3xx) to `location` (a path on the mock or any URL).
+    Redirect { status: u16, location: String },
+    /// HTTP `status` with a body that never ends ([`ENDLESS_BYTES`] bytes, then it stalls).
+    EndlessBody { status: u16 },
+    /// HTTP 200 whose `Content-Length` promises more body than is sent before closing.
+    TruncatedBody,
 }
+
+/// How much of an endless body is sent before it stalls (never ending).
+pub const ENDLESS_BYTES: usize = 16 * 1024 * 1024;
+
+/// How much of the body `Fault::ResetMidBody` reads before closing.
+const RESET_AFTER_BYTES: usize = 64 * 1024;
 
 impl Fault {
     /// A `Fault::Status` with a JSON body in Mixpanel's error shape.
@@ -126,12 +149,34 @@ impl Fault {
         }
     }
 
+    /// HTTP `status` with exactly this body (HTML, empty, garbage...).
+    pub fn body(status: u16, body: impl Into<String>) -> Fault {
+        Fault::Status {
+            status,
+            body: body.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A 302 to the mock's HTML landing page.
+    pub fn redirect() -> Fault {
+        Fault::Redirect {
+            status: 302,
+            location: "/_mock/landing".into(),
+        }
+    }
+
     fn name(&self) -> String {
         match self {
             Fault::Status { status, .. } => format!("status {status}"),
             Fault::Reject { .. } => "reject".into(),
             Fault::Hang => "hang".into(),
             Fault::Drop => "drop".into(),
+            Fault::EarlyClose { status } => format!("early close {status}"),
+            Fault::ResetMidBody => "reset mid body".into(),
+            Fault::Redirect { status, .. } => format!("redirect {status}"),
+            Fault::EndlessBody { status } => format!("endless body {status}"),
+            Fault::TruncatedBody => "truncated body".into(),
         }
     }
 }
@@ -192,6 +237,8 @@ pub struct MockStats {
     /// Requests being held unanswered right now (down mode hang or `Fault::Hang`); a held
     /// request is released when its client closes the connection.
     pub hanging: u64,
+    /// Requests to `/_mock/landing` (a followed redirect lands there).
+    pub landing_hits: u64,
 }
 
 /// What the mock saw of one ingestion request and what it answered.
@@ -238,6 +285,7 @@ struct Config {
     faults: VecDeque<FaultRule>,
     max_body_bytes: Option<usize>,
     import_reject_property: Option<String>,
+    reject_property: Option<(String, u16)>,
     store: bool,
 }
 
@@ -249,6 +297,7 @@ impl Default for Config {
             faults: VecDeque::new(),
             max_body_bytes: None,
             import_reject_property: None,
+            reject_property: None,
             store: true,
         }
     }
@@ -335,6 +384,12 @@ impl Control {
         lock(&self.shared.config).import_reject_property = name;
     }
 
+    /// On `/track`, `/engage`, `/groups`: refuse any batch holding a record whose properties
+    /// (or the update itself) contain `name`, with `status` 200 (`{"status":0}`) or 400.
+    pub fn set_reject_property(&self, name: Option<String>, status: u16) {
+        lock(&self.shared.config).reject_property = name.map(|n| (n, status));
+    }
+
     /// When false, keep only counters and dedup keys (no events, updates or request records).
     pub fn set_store(&self, store: bool) {
         lock(&self.shared.config).store = store;
@@ -414,6 +469,7 @@ impl Control {
             latency: c.latency,
             max_body_bytes: c.max_body_bytes,
             import_reject_property: c.import_reject_property.clone(),
+            reject_property: c.reject_property.clone(),
             store: c.store,
         }
     }
@@ -431,6 +487,7 @@ struct Plan {
     latency: Duration,
     max_body_bytes: Option<usize>,
     import_reject_property: Option<String>,
+    reject_property: Option<(String, u16)>,
     store: bool,
 }
 
@@ -564,7 +621,53 @@ pub async fn serve(
 // Request handling
 // ---------------------------------------------------------------------------------------------
 
-type Resp = Response<Full<Bytes>>;
+type Resp = Response<MockBody>;
+
+/// A response body: a whole one, or one that never ends.
+pub enum MockBody {
+    Full(Full<Bytes>),
+    /// Repeats `chunk` until `left` bytes were sent, then stalls forever.
+    Endless {
+        chunk: Bytes,
+        left: usize,
+    },
+}
+
+impl hyper::body::Body for MockBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            MockBody::Full(full) => std::pin::Pin::new(full).poll_frame(cx),
+            // Never woken: the connection task ends when the client goes away or the
+            // server shuts down.
+            MockBody::Endless { left: 0, .. } => std::task::Poll::Pending,
+            MockBody::Endless { chunk, left } => {
+                let n = chunk.len().min(*left);
+                *left -= n;
+                std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(chunk.slice(..n)))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            MockBody::Full(full) => full.is_end_stream(),
+            MockBody::Endless { .. } => false,
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            MockBody::Full(full) => full.size_hint(),
+            MockBody::Endless { .. } => hyper::body::SizeHint::default(),
+        }
+    }
+}
 
 /// Returned by the service to make hyper close the connection without answering.
 #[derive(Debug)]
@@ -579,7 +682,7 @@ impl std::fmt::Display for CloseConnection {
 impl std::error::Error for CloseConnection {}
 
 fn respond(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Resp {
-    let mut r = Response::new(Full::new(body.into()));
+    let mut r = Response::new(MockBody::Full(Full::new(body.into())));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -596,6 +699,14 @@ fn json_resp(status: u16, v: &impl Serialize) -> Resp {
 
 async fn handle(ctl: Control, req: Request<Incoming>) -> Result<Resp, CloseConnection> {
     let path = req.uri().path().to_string();
+    if path == "/_mock/landing" {
+        lock(&ctl.shared.data).stats.landing_hits += 1;
+        return Ok(respond(
+            200,
+            "text/html",
+            "<!doctype html><html><body>Sign in to continue</body></html>",
+        ));
+    }
     if let Some(cmd) = path.strip_prefix("/_mock/") {
         let query = req.uri().query().unwrap_or("").to_string();
         return Ok(control_endpoint(&ctl, cmd.trim_end_matches('/'), &query).await);
@@ -641,7 +752,34 @@ async fn ingest(
     endpoint: Endpoint,
     req: Request<Incoming>,
 ) -> Result<Resp, CloseConnection> {
-    let (parts, body) = req.into_parts();
+    let (parts, mut body) = req.into_parts();
+    let plan = ctl.plan(endpoint);
+    // Faults that act before the body is read.
+    match plan.fault {
+        Some(Fault::EarlyClose { status }) => {
+            let fault = Fault::EarlyClose { status };
+            early_record(&ctl, &parts, endpoint, &plan, &fault, status);
+            let mut r = json_resp(
+                status,
+                &json!({"code": status, "error": "refused before reading the body", "status": 0}),
+            );
+            r.headers_mut()
+                .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+            return Ok(r);
+        }
+        Some(Fault::ResetMidBody) => {
+            early_record(&ctl, &parts, endpoint, &plan, &Fault::ResetMidBody, 0);
+            let mut read = 0;
+            while read < RESET_AFTER_BYTES {
+                match body.frame().await {
+                    Some(Ok(frame)) => read += frame.data_ref().map_or(0, Bytes::len),
+                    _ => break,
+                }
+            }
+            return Err(CloseConnection);
+        }
+        _ => {}
+    }
     let body = body
         .collect()
         .await
@@ -668,7 +806,6 @@ async fn ingest(
         body_bytes: body.len(),
         ..Default::default()
     };
-    let plan = ctl.plan(endpoint);
     {
         let mut d = lock(&ctl.shared.data);
         let s = &mut d.stats;
@@ -738,6 +875,30 @@ async fn ingest(
                 finish(rec);
                 return Err(CloseConnection);
             }
+            Fault::Redirect { status, location } => {
+                let mut r = respond(status, "text/html", "<html><body>Moved</body></html>");
+                if let Ok(v) = HeaderValue::from_str(&location) {
+                    r.headers_mut().insert(hyper::header::LOCATION, v);
+                }
+                r
+            }
+            Fault::EndlessBody { status } => {
+                let mut r = Response::new(MockBody::Endless {
+                    chunk: Bytes::from(vec![b'x'; 64 * 1024]),
+                    left: ENDLESS_BYTES,
+                });
+                *r.status_mut() =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                r
+            }
+            Fault::TruncatedBody => {
+                let mut r = respond(200, "application/json", r#"{"sta"#);
+                r.headers_mut()
+                    .insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(1000u32));
+                r
+            }
+            // Handled before the body was read.
+            Fault::EarlyClose { .. } | Fault::ResetMidBody => respond(500, "text/plain", ""),
         };
         rec.status = resp.status().as_u16();
         finish(rec);
@@ -782,6 +943,32 @@ async fn ingest(
     rec.status = resp.status().as_u16();
     finish(rec);
     Ok(resp)
+}
+
+/// Counts and records a request answered by a fault before its body was read.
+fn early_record(
+    ctl: &Control,
+    parts: &hyper::http::request::Parts,
+    endpoint: Endpoint,
+    plan: &Plan,
+    fault: &Fault,
+    status: u16,
+) {
+    let mut d = lock(&ctl.shared.data);
+    d.stats.requests += 1;
+    *d.stats.requests_by_endpoint.get_mut(endpoint) += 1;
+    d.stats.faults_served += 1;
+    if plan.store {
+        d.requests.push(RequestRecord {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_string(),
+            query: parts.uri.query().unwrap_or("").to_string(),
+            content_type: header(parts, CONTENT_TYPE),
+            status,
+            fault: Some(fault.name()),
+            ..Default::default()
+        });
+    }
 }
 
 /// Hold a request unanswered. The future is dropped when the client closes the connection.
@@ -1051,6 +1238,17 @@ fn handle_form(
         Err(e) => return answer(false, Some(e)),
     };
     rec.records = records.len();
+    if let Some((name, status)) = &plan.reject_property {
+        if let Some(i) = records.iter().position(|r| has_property(r, name)) {
+            reject(ctl, records.len());
+            let error = format!("record {i}: property '{name}' rejected by mock");
+            return if *status == 200 {
+                answer(false, Some(error))
+            } else {
+                json_resp(*status, &json!({"error": error, "status": 0}))
+            };
+        }
+    }
     let mut valid = Vec::with_capacity(records.len());
     for (i, r) in records.iter().enumerate() {
         match validate(endpoint, r) {
@@ -1063,6 +1261,14 @@ fn handle_form(
     }
     commit(ctl, endpoint, &valid, plan.store);
     answer(true, None)
+}
+
+/// Whether an event's properties, or an update itself, hold the key `name`.
+fn has_property(raw: &RawValue, name: &str) -> bool {
+    serde_json::from_str::<Value>(raw.get()).is_ok_and(|v| {
+        v.get("properties")
+            .map_or(v.get(name).is_some(), |p| p.get(name).is_some())
+    })
 }
 
 // --- /import ----------------------------------------------------------------------------------
@@ -1227,9 +1433,22 @@ async fn control_endpoint(ctl: &Control, cmd: &str, query: &str) -> Resp {
                 },
                 "hang" => Fault::Hang,
                 "drop" => Fault::Drop,
+                "early_close" => Fault::EarlyClose {
+                    status: status.unwrap_or(413) as u16,
+                },
+                "reset_mid_body" => Fault::ResetMidBody,
+                "redirect" => Fault::Redirect {
+                    status: status.unwrap_or(302) as u16,
+                    location: param("location").unwrap_or("/_mock/landing").to_string(),
+                },
+                "endless" => Fault::EndlessBody {
+                    status: status.unwrap_or(500) as u16,
+                },
+                "truncated" => Fault::TruncatedBody,
                 k => {
                     return bad_param(format!(
-                        "unknown fault kind {k:?} (status|reject|hang|drop)"
+                        "unknown fault kind {k:?} (status|reject|hang|drop|early_close|\
+                         reset_mid_body|redirect|endless|truncated)"
                     ))
                 }
             };
@@ -1249,6 +1468,14 @@ async fn control_endpoint(ctl: &Control, cmd: &str, query: &str) -> Resp {
         "import_reject_property" => {
             ctl.set_import_reject_property(
                 param("name").filter(|n| !n.is_empty()).map(str::to_string),
+            );
+            ok()
+        }
+        "reject_property" => {
+            let status = num!("status").unwrap_or(200) as u16;
+            ctl.set_reject_property(
+                param("name").filter(|n| !n.is_empty()).map(str::to_string),
+                status,
             );
             ok()
         }
