@@ -21,6 +21,7 @@ mod fields;
 mod log;
 mod message;
 mod queue;
+mod redact;
 mod retry;
 mod runtime;
 mod stats;
