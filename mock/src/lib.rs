@@ -1263,12 +1263,16 @@ fn handle_form(
     answer(true, None)
 }
 
-/// Whether an event's properties, or an update itself, hold the key `name`.
+/// Whether a record, or an object one level down in it (an event's `properties`, an
+/// update's `$set`...), holds the key `name`.
 fn has_property(raw: &RawValue, name: &str) -> bool {
-    serde_json::from_str::<Value>(raw.get()).is_ok_and(|v| {
-        v.get("properties")
-            .map_or(v.get(name).is_some(), |p| p.get(name).is_some())
-    })
+    let Ok(Value::Object(record)) = serde_json::from_str::<Value>(raw.get()) else {
+        return false;
+    };
+    record.contains_key(name)
+        || record
+            .values()
+            .any(|v| v.as_object().is_some_and(|o| o.contains_key(name)))
 }
 
 // --- /import ----------------------------------------------------------------------------------
