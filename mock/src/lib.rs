@@ -106,6 +106,8 @@ pub enum Fault {
         retry_after: Option<u64>,
     },
     /// Reject the data: HTTP 200 `{"status":0,"error":..}` on form endpoints, HTTP 400 on `/import`.
+    /// On form endpoints the batch's first record is taken to be the bad one: any later batch
+    /// holding it is refused too, so a client that bisects ends with just that one rejected.
     Reject { error: String },
     /// Never answer (like [`DownMode::Hang`], for one request).
     Hang,
@@ -311,6 +313,8 @@ struct Data {
     updates: Vec<Box<RawValue>>,
     requests: Vec<RequestRecord>,
     event_keys: HashSet<u64>,
+    /// `$insert_id`s of records a scripted `Fault::Reject` refused: refused again later.
+    poisoned: HashSet<String>,
     update_keys: HashSet<u64>,
 }
 
@@ -753,7 +757,7 @@ async fn ingest(
     req: Request<Incoming>,
 ) -> Result<Resp, CloseConnection> {
     let (parts, mut body) = req.into_parts();
-    let plan = ctl.plan(endpoint);
+    let mut plan = ctl.plan(endpoint);
     // Faults that act before the body is read.
     match plan.fault {
         Some(Fault::EarlyClose { status }) => {
@@ -842,7 +846,17 @@ async fn ingest(
         tokio::time::sleep(plan.latency).await;
     }
 
-    if let Some(fault) = plan.fault {
+    let mut reject_first = None;
+    let fault = match plan.fault.take() {
+        // Needs the records: answered by `handle_form`.
+        Some(Fault::Reject { error }) if endpoint != Endpoint::Import => {
+            rec.fault = Some("reject".into());
+            reject_first = Some(error);
+            None
+        }
+        other => other,
+    };
+    if let Some(fault) = fault {
         rec.fault = Some(fault.name());
         let resp = match fault {
             Fault::Status {
@@ -938,7 +952,14 @@ async fn ingest(
     let resp = if endpoint == Endpoint::Import {
         handle_import(&ctl, &plan, &decoded, auth.as_ref(), &mut rec)
     } else {
-        handle_form(&ctl, &plan, endpoint, &decoded, &mut rec)
+        handle_form(
+            &ctl,
+            &plan,
+            endpoint,
+            &decoded,
+            &mut rec,
+            reject_first.as_deref(),
+        )
     };
     rec.status = resp.status().as_u16();
     finish(rec);
@@ -1207,6 +1228,7 @@ fn handle_form(
     endpoint: Endpoint,
     body: &[u8],
     rec: &mut RequestRecord,
+    reject_first: Option<&str>,
 ) -> Resp {
     let mut data: Option<String> = None;
     let mut verbose = false;
@@ -1238,6 +1260,23 @@ fn handle_form(
         Err(e) => return answer(false, Some(e)),
     };
     rec.records = records.len();
+    if let Some(error) = reject_first {
+        if let Some(id) = records.first().and_then(|r| insert_id_of(r)) {
+            lock(&ctl.shared.data).poisoned.insert(id);
+        }
+        reject(ctl, records.len());
+        return answer(false, Some(error.to_string()));
+    }
+    let poisoned = {
+        let d = lock(&ctl.shared.data);
+        records
+            .iter()
+            .position(|r| insert_id_of(r).is_some_and(|id| d.poisoned.contains(&id)))
+    };
+    if let Some(i) = poisoned {
+        reject(ctl, records.len());
+        return answer(false, Some(format!("record {i}: rejected by mock before")));
+    }
     if let Some((name, status)) = &plan.reject_property {
         if let Some(i) = records.iter().position(|r| has_property(r, name)) {
             reject(ctl, records.len());
@@ -1261,6 +1300,14 @@ fn handle_form(
     }
     commit(ctl, endpoint, &valid, plan.store);
     answer(true, None)
+}
+
+/// A record's `$insert_id` (an event's, or an update's), as JSON text.
+fn insert_id_of(raw: &RawValue) -> Option<String> {
+    let v: Value = serde_json::from_str(raw.get()).ok()?;
+    v.pointer("/properties/$insert_id")
+        .or_else(|| v.get("$insert_id"))
+        .map(Value::to_string)
 }
 
 /// Whether a record, or an object one level down in it (an event's `properties`, an
