@@ -32,6 +32,9 @@ use crate::transport::{self, Body, Verdict};
 #[cfg(doc)]
 use crate::transport::{MAX_REQUEST_BODY, MAX_RESPONSE_BODY};
 
+/// The longest error message kept: server text (cut first) plus our own words.
+const MAX_MESSAGE: usize = 512;
+
 /// The largest scratch buffer a consumer keeps between batches.
 pub const SCRATCH_KEEP: usize = 256 * 1024;
 
@@ -63,7 +66,8 @@ impl DeliveryContext {
         }
     }
 
-    /// Records and logs a delivery problem: secrets redacted first, then cut to length.
+    /// Records and logs a delivery problem: secrets redacted first, then cut to length
+    /// (server text was already cut to [`transport::MAX_ERROR_TEXT`]; this caps the rest).
     fn error(
         &self,
         redactor: &Redactor,
@@ -73,7 +77,7 @@ impl DeliveryContext {
         outcome: &'static str,
         message: String,
     ) {
-        let message = transport::truncate(redactor.redact(&message));
+        let message = transport::truncate(redactor.redact(&message), MAX_MESSAGE);
         log(
             self.config.log_level,
             if outcome == "retrying" {
@@ -322,25 +326,38 @@ async fn attempt_until_done(
             ctx.breaker.on_success();
             delivery
         };
+        // Server text: redacted, then cut, before our own words are added to it.
+        let clean = |message: String| {
+            transport::truncate(target.redactor.redact(&message), transport::MAX_ERROR_TEXT)
+        };
         let (status, retry_after, message) = match verdict {
             Verdict::Accepted => return answered(Delivery::Accepted),
             Verdict::Rejected { status, message } => {
-                return answered(Delivery::Rejected { status, message })
+                return answered(Delivery::Rejected {
+                    status,
+                    message: clean(message),
+                })
             }
             Verdict::Partial { failed, message } => {
-                return answered(Delivery::Partial { failed, message })
+                return answered(Delivery::Partial {
+                    failed,
+                    message: clean(message),
+                })
             }
             Verdict::TooLarge => return answered(Delivery::TooLarge),
             Verdict::Fail { status, message } => {
                 // Something other than Mixpanel answered.
                 ctx.breaker.on_failure(Instant::now());
-                return Delivery::Failed { status, message };
+                return Delivery::Failed {
+                    status,
+                    message: clean(message),
+                };
             }
             Verdict::Retry {
                 status,
                 retry_after,
                 message,
-            } => (status, retry_after, message),
+            } => (status, retry_after, clean(message)),
         };
         if ctx.breaker.on_failure(Instant::now()) {
             log(

@@ -218,7 +218,7 @@ pub async fn post(
     };
     let status = response.status().as_u16();
     // A client that follows redirects would land elsewhere: that is not Mixpanel answering.
-    if response.url().as_str() != url {
+    if reqwest::Url::parse(url).is_ok_and(|asked| *response.url() != asked) {
         return Verdict::Fail {
             status,
             message: "redirected to another URL; redirects are not followed".into(),
@@ -375,10 +375,10 @@ fn failed_records(text: &str) -> Option<u64> {
     Some(value.get("failed_records")?.as_array()?.len() as u64)
 }
 
-/// Cuts `text` to [`MAX_ERROR_TEXT`] bytes (on a character boundary). Redact before.
-pub fn truncate(mut text: String) -> String {
-    if text.len() > MAX_ERROR_TEXT {
-        let mut cut = MAX_ERROR_TEXT;
+/// Cuts `text` to `max` bytes (on a character boundary). Redact before.
+pub fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut cut = max;
         while !text.is_char_boundary(cut) {
             cut -= 1;
         }
