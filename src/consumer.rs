@@ -10,9 +10,10 @@
 //! Memory per in-flight batch, beyond its messages (at most `batch_max_bytes` of JSON):
 //! the encoded body, at most [`MAX_REQUEST_BODY`] (2 MiB) unless the batch is one message
 //! (then up to three times `max_event_bytes`, the worst case of form encoding); with gzip,
-//! also the uncompressed body in the consumer's scratch buffer (same bound) beside the
-//! compressed one (no larger); and at most [`MAX_RESPONSE_BODY`] (64 KiB) of the answer.
-//! So about 4.1 MiB per in-flight batch with the defaults, `pool_size` batches at most.
+//! also the uncompressed body in the consumer's scratch buffer beside the compressed one
+//! (no larger than it); and at most [`MAX_RESPONSE_BODY`] (64 KiB) of the answer. So at
+//! most `2 × max(2 MiB, 3 × max_event_bytes) + 64 KiB`: 4.1 MiB for a batch of many events,
+//! 6.1 MB for one 1 MB event at worst, with the defaults; `pool_size` batches at a time.
 //! Between batches a consumer keeps at most [`SCRATCH_KEEP`] (256 KiB) of scratch.
 
 use std::sync::atomic::Ordering::Relaxed;
