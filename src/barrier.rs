@@ -68,7 +68,25 @@ impl Latch {
     }
 }
 
-/// Batches handed out and not finished, and the latches waiting for them.
+/// A flush waiting in the queue or behind batches. Dropping it opens its latch: it is
+/// dropped unreached only when the client gave up, when everything pending was counted.
+pub struct FlushMarker(Arc<Latch>);
+
+impl FlushMarker {
+    /// A marker and the latch it opens.
+    pub fn new() -> (Self, Arc<Latch>) {
+        let latch = Arc::new(Latch::default());
+        (Self(latch.clone()), latch)
+    }
+}
+
+impl Drop for FlushMarker {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
+/// Batches handed out and not finished, and the flushes waiting for them.
 #[derive(Default)]
 pub struct Batches {
     inner: Mutex<BatchesInner>,
@@ -78,20 +96,17 @@ pub struct Batches {
 struct BatchesInner {
     next: u64,
     unfinished: BTreeSet<u64>,
-    /// Each latch opens when no batch numbered below its target is unfinished.
-    waiting: Vec<(u64, Arc<Latch>)>,
+    /// Each flush opens when no batch numbered below its target is unfinished.
+    waiting: Vec<(u64, FlushMarker)>,
+    /// Set when the client gave up: nothing more will finish, so nothing waits.
+    given_up: bool,
 }
 
 impl BatchesInner {
     fn release_ready(&mut self) {
         let oldest = self.unfinished.first().copied().unwrap_or(u64::MAX);
-        self.waiting.retain(|(target, latch)| {
-            let ready = *target <= oldest;
-            if ready {
-                latch.open();
-            }
-            !ready
-        });
+        // Dropping a ready marker opens its latch.
+        self.waiting.retain(|(target, _)| *target > oldest);
     }
 }
 
@@ -111,21 +126,25 @@ impl Batches {
         inner.release_ready();
     }
 
-    /// Opens `latch` once every batch started so far has finished.
-    pub fn open_after_started(&self, latch: Arc<Latch>) {
+    /// Opens `marker` once every batch started so far has finished.
+    pub fn open_after_started(&self, marker: FlushMarker) {
         let mut inner = self.inner.lock();
+        if inner.given_up {
+            return;
+        }
         let target = inner.next;
-        inner.waiting.push((target, latch));
+        inner.waiting.push((target, marker));
         inner.release_ready();
     }
 
-    /// Opens every waiting latch (the client gave up on its batches: nothing more to wait
-    /// for, and their events were counted).
+    /// Opens every waiting flush, now and later (the client gave up on its batches: nothing
+    /// more to wait for, and their events were counted).
     pub fn release_all(&self) {
         let mut inner = self.inner.lock();
-        for (_, latch) in inner.waiting.drain(..) {
-            latch.open();
-        }
+        inner.given_up = true;
+        let released = std::mem::take(&mut inner.waiting);
+        drop(inner);
+        drop(released);
     }
 }
 
@@ -160,8 +179,8 @@ mod tests {
         let batches = Arc::new(Batches::default());
         let first = BatchTicket::new(&batches);
         let second = BatchTicket::new(&batches);
-        let flush = Arc::new(Latch::default());
-        batches.open_after_started(flush.clone());
+        let (marker, flush) = FlushMarker::new();
+        batches.open_after_started(marker);
         let later = BatchTicket::new(&batches);
         drop(second);
         assert!(!flush.is_open(), "the first batch is still out");
@@ -173,8 +192,8 @@ mod tests {
     #[test]
     fn a_flush_with_nothing_out_opens_at_once() {
         let batches = Arc::new(Batches::default());
-        let flush = Arc::new(Latch::default());
-        batches.open_after_started(flush.clone());
+        let (marker, flush) = FlushMarker::new();
+        batches.open_after_started(marker);
         assert!(flush.wait_until(Instant::now()));
     }
 
@@ -182,10 +201,21 @@ mod tests {
     fn release_all_opens_waiters() {
         let batches = Arc::new(Batches::default());
         let _stuck = BatchTicket::new(&batches);
-        let flush = Arc::new(Latch::default());
-        batches.open_after_started(flush.clone());
+        let (marker, flush) = FlushMarker::new();
+        batches.open_after_started(marker);
         assert!(!flush.wait_until(Instant::now() + Duration::from_millis(1)));
         batches.release_all();
+        assert!(flush.is_open());
+        // A flush the dispatcher registers after the client gave up does not wait.
+        let (late, late_flush) = FlushMarker::new();
+        batches.open_after_started(late);
+        assert!(late_flush.is_open());
+    }
+
+    #[test]
+    fn a_marker_dropped_unreached_opens_its_latch() {
+        let (marker, flush) = FlushMarker::new();
+        drop(marker);
         assert!(flush.is_open());
     }
 }

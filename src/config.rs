@@ -54,6 +54,8 @@ pub struct Config {
     pub retry_budget: Duration,
     pub circuit_failure_threshold: u32,
     pub circuit_cooldown: Duration,
+    /// The cooldown doubles per failed probe up to this.
+    pub circuit_cooldown_max: Duration,
     pub gzip: bool,
     pub max_event_bytes: u64,
     pub shutdown_timeout: Duration,
@@ -97,6 +99,7 @@ pub const KEYS: &[&str] = &[
     "retry_budget_ms",
     "circuit_failure_threshold",
     "circuit_cooldown_ms",
+    "circuit_cooldown_max_ms",
     "gzip",
     "max_event_bytes",
     "shutdown_timeout_ms",
@@ -176,7 +179,8 @@ impl Config {
             backoff_max: ms(60_000),
             retry_budget: ms(120_000),
             circuit_failure_threshold: 5,
-            circuit_cooldown: ms(30_000),
+            circuit_cooldown: ms(1000),
+            circuit_cooldown_max: ms(30_000),
             gzip: true,
             max_event_bytes: 1_000_000,
             shutdown_timeout: ms(2000),
@@ -242,6 +246,7 @@ impl Config {
                 self.circuit_failure_threshold = to_u32(key, raw.u64(key)?)?
             }
             "circuit_cooldown_ms" => self.circuit_cooldown = ms(raw.u64(key)?),
+            "circuit_cooldown_max_ms" => self.circuit_cooldown_max = ms(raw.u64(key)?),
             "gzip" => self.gzip = raw.bool(key)?,
             "max_event_bytes" => self.max_event_bytes = raw.u64(key)?,
             "shutdown_timeout_ms" => self.shutdown_timeout = ms(raw.u64(key)?),
@@ -283,7 +288,12 @@ impl Config {
             ),
             ("pool_size", self.pool_size, 1, 256),
             ("batch_size", self.batch_size, 1, MAX_BATCH_SIZE),
-            ("batch_max_bytes", self.batch_max_bytes, 1024, 10_000_000),
+            (
+                "batch_max_bytes",
+                self.batch_max_bytes,
+                1024,
+                crate::transport::MAX_REQUEST_BODY as u64,
+            ),
             ("max_event_bytes", self.max_event_bytes, 64, 10_000_000),
         ];
         for (key, value, min, max) in ranged {
@@ -309,6 +319,11 @@ impl Config {
         if self.backoff_max < self.backoff_initial {
             return Err(Error::invalid(
                 "config key `backoff_max_ms` must be >= `backoff_initial_ms`",
+            ));
+        }
+        if self.circuit_cooldown_max < self.circuit_cooldown {
+            return Err(Error::invalid(
+                "config key `circuit_cooldown_max_ms` must be >= `circuit_cooldown_ms`",
             ));
         }
         if self.service_account_username.is_some() != self.service_account_secret.is_some() {
@@ -454,6 +469,21 @@ mod tests {
         )
         .is_ok());
         assert!(parse(r#"{"token":"t","api_host":"ftp://x"}"#).is_err());
+    }
+
+    #[test]
+    fn circuit_cooldown_max_is_a_key_and_bounds_the_cooldown() {
+        let c = parse(r#"{"token":"t","circuit_cooldown_max_ms":5000}"#).unwrap();
+        assert_eq!(c.circuit_cooldown_max, ms(5000));
+        assert!(KEYS.contains(&"circuit_cooldown_max_ms"));
+        let err =
+            parse(r#"{"token":"t","circuit_cooldown_ms":9000,"circuit_cooldown_max_ms":5000}"#)
+                .unwrap_err();
+        assert!(
+            err.message().contains("circuit_cooldown_max_ms"),
+            "{}",
+            err.message()
+        );
     }
 
     #[test]

@@ -12,17 +12,23 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::barrier::{BatchTicket, Batches, Latch};
+use crate::barrier::{BatchTicket, Batches, FlushMarker};
 use crate::config::ImportCredentials;
 use crate::consumer::{Batch, ConsumerPool, DeliveryContext};
 use crate::message::{Endpoint, Message};
 use crate::queue::{Item, Receiver};
+use crate::transport;
 
 /// Messages taken from the queue before the dispatcher checks its timers again.
 const DRAIN_BUDGET: usize = 4096;
 
+/// A body's bytes beyond its messages' (the form prefix and suffix, the largest framing).
+const BODY_FRAMING: u64 = "data=%5B%5D&verbose=1&ip=0".len() as u64;
+
 struct OpenBatch {
     batch: Batch,
+    /// The request body it would make, before compression: what `batch_max_bytes` caps.
+    body_bytes: u64,
     opened: Instant,
 }
 
@@ -126,20 +132,21 @@ impl Dispatcher {
 
     /// Everything queued before the marker is in an open batch or already handed out:
     /// hand out the open ones, then wait for all of them.
-    async fn flush(&mut self, latch: Arc<Latch>) -> bool {
+    async fn flush(&mut self, marker: FlushMarker) -> bool {
         if !self.dispatch_where(|_| true).await {
             return false;
         }
-        self.batches.open_after_started(latch);
+        self.batches.open_after_started(marker);
         true
     }
 
     /// Adds a message to its open batch, sending the batch first if the message would
-    /// take it past `batch_max_bytes`, and after if it reaches `batch_size`.
+    /// take its encoded body past `batch_max_bytes`, and after if it reaches `batch_size`.
     async fn add(&mut self, message: Message) -> bool {
         let size = message.len() as u64;
+        let body_size = transport::encoded_len(message.endpoint, &message.json) as u64;
         if let Some(i) = self.find(message.endpoint, &message.credentials) {
-            if self.open[i].batch.bytes + size > self.batch_max_bytes {
+            if self.open[i].body_bytes + body_size > self.batch_max_bytes {
                 let full = self.open.swap_remove(i);
                 if !self.dispatch(full.batch).await {
                     return false;
@@ -156,6 +163,7 @@ impl Dispatcher {
                         messages: Vec::with_capacity(self.batch_size.min(256)),
                         bytes: 0,
                     },
+                    body_bytes: BODY_FRAMING,
                     opened: Instant::now(),
                 });
                 self.open.len() - 1
@@ -163,6 +171,7 @@ impl Dispatcher {
         };
         let open = &mut self.open[index];
         open.batch.bytes += size;
+        open.body_bytes += body_size;
         open.batch.messages.push(message);
         if open.batch.messages.len() >= self.batch_size {
             let full = self.open.swap_remove(index);

@@ -23,6 +23,7 @@ mod guard;
 mod log;
 mod message;
 mod queue;
+mod redact;
 mod retry;
 mod runtime;
 mod stats;

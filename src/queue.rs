@@ -18,7 +18,7 @@ use std::sync::Arc;
 use crossbeam_queue::SegQueue;
 use tokio::sync::Notify;
 
-use crate::barrier::Latch;
+use crate::barrier::{FlushMarker, Latch};
 use crate::error::{Error, ErrorKind, Result};
 use crate::guard::{Guard, Refusal};
 use crate::message::Message;
@@ -31,8 +31,8 @@ const MAX_MARKERS: u64 = 1024;
 /// What travels through the queue.
 pub enum Item {
     Message(Message),
-    /// A flush: open the latch once everything queued before it is resolved.
-    Flush(Arc<Latch>),
+    /// A flush: open its latch once everything queued before it is resolved.
+    Flush(FlushMarker),
 }
 
 /// What the producers and the dispatcher share.
@@ -113,8 +113,8 @@ impl Queue {
                 "too many flushes are already waiting for the service",
             ));
         }
-        let latch = Arc::new(Latch::default());
-        self.shared.items.push(Item::Flush(latch.clone()));
+        let (marker, latch) = FlushMarker::new();
+        self.shared.items.push(Item::Flush(marker));
         self.shared.idle.store(false, Relaxed);
         self.shared.wake.notify_one();
         Ok(latch)
@@ -132,12 +132,11 @@ impl Queue {
     }
 
     /// Empties the queue after the client gave up (its events were counted by the
-    /// abandon): frees their memory and opens the flush markers.
+    /// abandon): frees their memory and opens the flush markers (by dropping them).
     pub fn discard_all(&self) {
         while let Some(item) = self.shared.items.pop() {
-            if let Item::Flush(latch) = item {
+            if matches!(item, Item::Flush(_)) {
                 self.shared.markers.fetch_sub(1, AcqRel);
-                latch.open();
             }
         }
     }

@@ -117,6 +117,8 @@ pub fn http_client(connect_timeout: Duration) -> Result<reqwest::Client> {
         }
         let client = reqwest::Client::builder()
             .use_rustls_tls()
+            // A redirect is not an acceptance: never follow one (it would resend as a GET).
+            .redirect(reqwest::redirect::Policy::none())
             .https_only(false)
             .connect_timeout(connect_timeout)
             .pool_idle_timeout(Duration::from_secs(30))

@@ -4,6 +4,11 @@
 //! and are judged by the `status` field of the verbose body (HTTP 200 with `status: 0` is a
 //! rejection). `/import` gets a JSON array with `strict=1` and HTTP Basic credentials, and a
 //! 400 with `failed_records` is a partial success.
+//!
+//! Only Mixpanel's own acceptance counts as sent: `{"status":1}` (or a bare `1`) on the
+//! form endpoints, `{"code":200,"status":"OK",...}` on `/import`. Any other 2xx answer (an
+//! HTML page, an empty or cut body) came from something else and is retried; a redirect is
+//! not followed and fails the batch. At most [`MAX_RESPONSE_BODY`] bytes of an answer are read.
 
 use std::io::Write;
 use std::time::Duration;
@@ -15,9 +20,14 @@ use reqwest::header::{HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 
 use crate::config::ImportCredentials;
 use crate::message::{Endpoint, Message};
+use crate::retry::parse_retry_after;
 
-/// The longest server text we keep in an error message.
-const MAX_ERROR_TEXT: usize = 300;
+/// The longest text we keep in an error message (cut after redaction).
+pub const MAX_ERROR_TEXT: usize = 300;
+
+/// The most of a response body we read: enough for any Mixpanel answer and its
+/// `failed_records`, and a bound on what a hostile server can make us hold.
+pub const MAX_RESPONSE_BODY: usize = 64 * 1024;
 
 /// Mixpanel's cap on an uncompressed request body (the 413 example in its API reference).
 /// Form encoding can make a body half as large again as its JSON, so this is checked on
@@ -40,7 +50,12 @@ pub enum Verdict {
     },
     /// 413: split and resend.
     TooLarge,
-    /// 429, 5xx, timeouts and network errors.
+    /// Not delivered, and trying again would not help (a redirect).
+    Fail {
+        status: u16,
+        message: String,
+    },
+    /// 429, 5xx, timeouts, network errors, and answers that are not Mixpanel's.
     Retry {
         status: u16,
         retry_after: Option<Duration>,
@@ -131,21 +146,34 @@ pub fn encode(
     Ok(body)
 }
 
+/// Bytes that form encoding keeps as they are: ASCII letters, digits and `*-._`.
+static KEEP: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || matches!(c, b'*' | b'-' | b'.' | b'_');
+        b += 1;
+    }
+    table
+};
+
+/// What one message adds to the body [`encode`] builds for `endpoint`, separator included:
+/// so that batches are closed by the size of the request Mixpanel caps, not of their JSON.
+pub fn encoded_len(endpoint: Endpoint, json: &[u8]) -> usize {
+    match endpoint {
+        Endpoint::Import => json.len() + 1,
+        Endpoint::Track | Endpoint::Engage | Endpoint::Groups => {
+            let escaped = json.iter().filter(|&&b| !KEEP[b as usize]).count();
+            json.len() + 2 * escaped + 3
+        }
+    }
+}
+
 /// `application/x-www-form-urlencoded` value encoding: bytes other than ASCII letters,
 /// digits and `*-._` become `%XX`. A table and one pass: this runs over every byte sent.
-fn form_encode_into(out: &mut Vec<u8>, input: &[u8]) {
+pub(crate) fn form_encode_into(out: &mut Vec<u8>, input: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    const fn keep_table() -> [bool; 256] {
-        let mut table = [false; 256];
-        let mut b = 0;
-        while b < 256 {
-            let c = b as u8;
-            table[b] = c.is_ascii_alphanumeric() || matches!(c, b'*' | b'-' | b'.' | b'_');
-            b += 1;
-        }
-        table
-    }
-    static KEEP: [bool; 256] = keep_table();
     let mut run_start = 0;
     for (i, &b) in input.iter().enumerate() {
         if !KEEP[b as usize] {
@@ -197,34 +225,45 @@ pub async fn post(
     if endpoint == Endpoint::Import {
         request = request.basic_auth(&credentials.username, Some(&credentials.password));
     }
-    let response = match request.send().await {
+    let mut response = match request.send().await {
         Ok(r) => r,
         Err(e) => return network_error(&e),
     };
     let status = response.status().as_u16();
+    // A client that follows redirects would land elsewhere: that is not Mixpanel answering.
+    if reqwest::Url::parse(url).is_ok_and(|asked| *response.url() != asked) {
+        return Verdict::Fail {
+            status,
+            message: "redirected to another URL; redirects are not followed".into(),
+        };
+    }
     let retry_after = response
         .headers()
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(retry_after_delay);
-    let text = match response.text().await {
-        Ok(t) => t,
-        Err(e) if status == 200 => return network_error(&e),
-        Err(_) => String::new(),
-    };
-    judge(endpoint, status, retry_after, &text)
-}
-
-/// `Retry-After` as delay-seconds or as an HTTP date (RFC 9110 allows both).
-fn retry_after_delay(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+        .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = MAX_RESPONSE_BODY - body.len();
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if body.len() >= MAX_RESPONSE_BODY {
+                    // Enough to judge; dropping the response closes the connection.
+                    break;
+                }
+            }
+            Ok(None) => break,
+            // A success must arrive whole; for anything else the status says enough.
+            Err(e) if (200..300).contains(&status) => return network_error(&e),
+            Err(_) => break,
+        }
     }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(
-        when.duration_since(std::time::SystemTime::now())
-            .unwrap_or_default(),
+    judge(
+        endpoint,
+        status,
+        retry_after,
+        &String::from_utf8_lossy(&body),
     )
 }
 
@@ -243,27 +282,46 @@ fn network_error(e: &reqwest::Error) -> Verdict {
     Verdict::Retry {
         status: 0,
         retry_after: None,
-        message: truncate(format!("{kind}{detail}")),
+        message: format!("{kind}{detail}"),
     }
 }
 
-/// Classifies an HTTP answer. Pure, so it is tested without a server.
+/// Classifies an HTTP answer. Pure, so it is tested without a server. Messages hold the
+/// server's text whole: the caller redacts, then truncates.
 pub fn judge(
     endpoint: Endpoint,
     status: u16,
     retry_after: Option<Duration>,
     text: &str,
 ) -> Verdict {
-    let server_says =
-        || truncate(server_error_text(text).unwrap_or_else(|| text.trim().to_owned()));
+    let server_says = || server_error_text(text).unwrap_or_else(|| text.trim().to_owned());
+    let not_mixpanel = || Verdict::Retry {
+        status,
+        retry_after,
+        message: format!(
+            "HTTP {status} without Mixpanel's acceptance in the body: {}",
+            server_says()
+        ),
+    };
     match status {
-        200 if endpoint == Endpoint::Import => Verdict::Accepted,
-        200 => match verbose_status(text) {
+        200..=299 if endpoint == Endpoint::Import => {
+            if import_accepted(text) {
+                Verdict::Accepted
+            } else {
+                not_mixpanel()
+            }
+        }
+        200..=299 => match verbose_status(text) {
+            Some(true) => Verdict::Accepted,
             Some(false) => Verdict::Rejected {
                 status,
                 message: format!("rejected with status 0: {}", server_says()),
             },
-            _ => Verdict::Accepted,
+            None => not_mixpanel(),
+        },
+        300..=399 => Verdict::Fail {
+            status,
+            message: format!("HTTP {status}: redirects are not followed"),
         },
         400 if endpoint == Endpoint::Import => match failed_records(text) {
             Some(failed) => Verdict::Partial {
@@ -281,7 +339,6 @@ pub fn judge(
             retry_after,
             message: format!("HTTP {status}: {}", server_says()),
         },
-        201..=299 => Verdict::Accepted,
         _ => Verdict::Rejected {
             status,
             message: format!("HTTP {status}: {}", server_says()),
@@ -289,7 +346,8 @@ pub fn judge(
     }
 }
 
-/// `Some(true)` for `{"status":1}` or `1`, `Some(false)` for status 0, `None` if unknown.
+/// `Some(true)` for `{"status":1}` or `1`, `Some(false)` for status 0, `None` for anything
+/// else (not an answer from Mixpanel's form endpoints).
 fn verbose_status(text: &str) -> Option<bool> {
     let trimmed = text.trim();
     match trimmed {
@@ -298,11 +356,22 @@ fn verbose_status(text: &str) -> Option<bool> {
         _ => {}
     }
     let value: serde_json::Value = serde_json::from_str(trimmed).ok()?;
-    match value.get("status")? {
-        serde_json::Value::Number(n) => Some(n.as_i64()? == 1),
-        serde_json::Value::String(s) => Some(s == "1" || s.eq_ignore_ascii_case("ok")),
+    match value.as_object()?.get("status")?.as_i64()? {
+        1 => Some(true),
+        0 => Some(false),
         _ => None,
     }
+}
+
+/// `/import`'s success: `{"code":200,"num_records_imported":N,"status":"OK"}`.
+fn import_accepted(text: &str) -> bool {
+    let Ok(serde_json::Value::Object(value)) = serde_json::from_str(text.trim()) else {
+        return false;
+    };
+    value.get("status").and_then(|s| s.as_str()) == Some("OK")
+        || value
+            .get("num_records_imported")
+            .is_some_and(serde_json::Value::is_u64)
 }
 
 fn server_error_text(text: &str) -> Option<String> {
@@ -319,9 +388,10 @@ fn failed_records(text: &str) -> Option<u64> {
     Some(value.get("failed_records")?.as_array()?.len() as u64)
 }
 
-fn truncate(mut text: String) -> String {
-    if text.len() > MAX_ERROR_TEXT {
-        let mut cut = MAX_ERROR_TEXT;
+/// Cuts `text` to `max` bytes (on a character boundary). Redact before.
+pub fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut cut = max;
         while !text.is_char_boundary(cut) {
             cut -= 1;
         }
@@ -355,16 +425,40 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_takes_seconds_or_a_date() {
-        assert_eq!(retry_after_delay(" 7 "), Some(Duration::from_secs(7)));
-        let later = std::time::SystemTime::now() + Duration::from_secs(120);
-        let delay = retry_after_delay(&httpdate::fmt_http_date(later)).unwrap();
-        assert!(delay > Duration::from_secs(100) && delay <= Duration::from_secs(120));
+    fn only_mixpanels_acceptance_is_accepted() {
+        let retried = |endpoint, status, body: &str| {
+            matches!(judge(endpoint, status, None, body), Verdict::Retry { .. })
+        };
+        for body in [
+            "",
+            "<html>hi</html>",
+            "ok",
+            r#"{"status":"OK"}"#,
+            "[1]",
+            r#"{"status":1"#,
+        ] {
+            assert!(retried(Endpoint::Track, 200, body), "{body:?}");
+        }
+        for body in ["", "1", r#"{"status":1}"#, "<html></html>"] {
+            assert!(retried(Endpoint::Import, 200, body), "{body:?}");
+        }
+        assert!(retried(Endpoint::Track, 204, ""));
+        assert_eq!(judge(Endpoint::Track, 200, None, " 1\n"), Verdict::Accepted);
         assert_eq!(
-            retry_after_delay("Thu, 01 Jan 1970 00:00:00 GMT"),
-            Some(Duration::ZERO)
+            judge(
+                Endpoint::Import,
+                200,
+                None,
+                r#"{"code":200,"num_records_imported":3,"status":"OK"}"#
+            ),
+            Verdict::Accepted
         );
-        assert_eq!(retry_after_delay("soon"), None);
+        for status in [301, 302, 303, 307, 308] {
+            assert!(matches!(
+                judge(Endpoint::Track, status, None, r#"{"status":1}"#),
+                Verdict::Fail { .. }
+            ));
+        }
     }
 
     #[test]
@@ -405,6 +499,30 @@ mod tests {
         let mut scratch = Vec::new();
         assert!(encode(Endpoint::Engage, &[m(), m()], false, &mut scratch).is_err());
         assert!(encode(Endpoint::Engage, &[m()], false, &mut scratch).is_ok());
+    }
+
+    #[test]
+    fn encoded_len_matches_the_encoder() {
+        let messages: Vec<Message> = [r#"{"a":"b c"}"#, r#"{"q":"\"é%+"}"#, "{}"]
+            .iter()
+            .map(|j| Message {
+                endpoint: Endpoint::Track,
+                credentials: None,
+                json: j.as_bytes().to_vec(),
+            })
+            .collect();
+        for endpoint in [Endpoint::Track, Endpoint::Engage, Endpoint::Import] {
+            let body = encode(endpoint, &messages, false, &mut Vec::new()).unwrap();
+            let framing = match endpoint {
+                Endpoint::Import => 1,
+                _ => "data=%5B%5D&verbose=1&ip=0".len() - 3,
+            };
+            let predicted: usize = messages
+                .iter()
+                .map(|m| encoded_len(endpoint, &m.json))
+                .sum();
+            assert_eq!(body.bytes.len(), predicted + framing, "{endpoint:?}");
+        }
     }
 
     #[test]

@@ -548,3 +548,25 @@ fn mixpanel_limits_refuse_locally_and_count_every_event() {
         },
     );
 }
+
+#[test]
+fn a_server_closing_mid_upload_cannot_kill_the_host_with_sigpipe() {
+    each_build(
+        "bindings/c/tests/sigpipe.c",
+        |mock| {
+            for _ in 0..8 {
+                mock.push_fault(Fault::EarlyClose { status: 413 });
+            }
+            for _ in 0..3 {
+                mock.push_fault(Fault::ResetMidBody);
+            }
+        },
+        |p, mock, stdout| {
+            let sent = reported(stdout, "final ", "sent");
+            let rejected = reported(stdout, "final ", "rejected");
+            assert_eq!(sent + rejected, 46, "{}", p.label);
+            assert_eq!(mock.pending_faults(), 0, "{}: every fault was hit", p.label);
+            assert_eq!(mock.stats().events, sent, "{}", p.label);
+        },
+    );
+}

@@ -259,21 +259,25 @@ fn network_errors_are_retried_until_the_limit() {
 
 #[test]
 fn client_errors_are_not_retried_and_secrets_stay_out() {
-    for status in [400, 401, 403] {
+    // A 400 refusing the whole batch is bisected (issue #7 item 8): the pair, then each
+    // event alone, three requests; 401/403 are about credentials and end at once.
+    for (status, requests) in [(400, 3), (401, 1), (403, 1)] {
         let mock = MockServer::start();
-        mock.push_fault(Fault::Status {
-            status,
-            body: r#"{"error":"bad token test-token","status":0}"#.into(),
-            retry_after: None,
-        });
-        let c = client(&mock, "{}");
+        for _ in 0..requests {
+            mock.push_fault(Fault::Status {
+                status,
+                body: r#"{"error":"bad token test-token","status":0}"#.into(),
+                retry_after: None,
+            });
+        }
+        let c = client(&mock, r#"{"flush_interval_ms":60000}"#);
         c.track("u", "e", None).unwrap();
         c.track("u", "f", None).unwrap();
         c.flush(LONG).unwrap();
         let s = c.stats();
         assert_eq!(
             (s.rejected, s.requests, s.retries),
-            (2, 1, 0),
+            (2, requests, 0),
             "HTTP {status}"
         );
         let err = &c.errors(0)[0];
@@ -285,16 +289,19 @@ fn client_errors_are_not_retried_and_secrets_stay_out() {
 #[test]
 fn status_zero_is_a_rejection() {
     let mock = MockServer::start();
-    mock.push_fault(Fault::Reject {
-        error: "some data was invalid".into(),
-    });
-    let c = client(&mock, "{}");
+    // Every request refuses: the batch of 3, then its halves down to single events (5).
+    for _ in 0..5 {
+        mock.push_fault(Fault::Reject {
+            error: "some data was invalid".into(),
+        });
+    }
+    let c = client(&mock, r#"{"flush_interval_ms":60000}"#);
     for _ in 0..3 {
         c.track("u", "e", None).unwrap();
     }
     c.flush(LONG).unwrap();
     let s = c.stats();
-    assert_eq!((s.rejected, s.sent), (3, 0));
+    assert_eq!((s.rejected, s.sent, s.requests), (3, 0, 5));
     assert!(c.errors(0)[0].message.contains("some data was invalid"));
 }
 

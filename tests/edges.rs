@@ -415,3 +415,33 @@ fn a_client_made_during_shutdown_is_closed_or_alive() {
     stop.store(true, Ordering::Relaxed);
     shutter.join().unwrap();
 }
+
+/// Issue 7.15: `batch_max_bytes` caps the request body Mixpanel caps (form-encoded, before
+/// compression), not the batch's JSON, so a full batch is never encoded only to be split.
+#[test]
+fn batch_max_bytes_caps_the_encoded_body() {
+    let mock = MockServer::start();
+    let c = client(
+        &mock,
+        r#"{"batch_max_bytes":20000,"gzip":false,"flush_interval_ms":60000}"#,
+    );
+    // Quotes and braces: each byte of this JSON is three bytes once form-encoded.
+    let props = format!(r#"{{"q":"{}"}}"#, r#"\"{}"#.repeat(100));
+    for i in 0..200 {
+        c.track(&format!("u{i}"), "escaped", Some(&props)).unwrap();
+    }
+    c.flush(LONG).unwrap();
+    let requests = mock.requests();
+    let records: usize = requests.iter().map(|r| r.records).sum();
+    assert_eq!(records, 200);
+    for r in &requests {
+        assert!(
+            r.body_bytes <= 20000,
+            "a {}-byte body for a 20000-byte batch_max_bytes ({} records)",
+            r.body_bytes,
+            r.records
+        );
+    }
+    assert!(requests.len() > 1, "more than one batch was needed");
+    c.close(LONG).unwrap();
+}

@@ -15,7 +15,13 @@
 //! - `POST /_mock/down?mode=refuse|hang`, `POST /_mock/up`, `POST /_mock/latency?ms=N`
 //! - `POST /_mock/fault?status=503&count=3[&retry_after=1][&body=..][&endpoint=track]`,
 //!   `POST /_mock/fault?kind=reject|hang|drop[&error=..][&count=N][&endpoint=..]`,
-//!   `POST /_mock/clear_faults`
+//!   `POST /_mock/fault?kind=early_close[&status=413]` (answer before reading the body, close),
+//!   `kind=reset_mid_body` (close while the body arrives), `kind=redirect[&status=302]
+//!   [&location=/_mock/landing]`, `kind=endless[&status=500]` (a body that never ends),
+//!   `kind=truncated` (200 announcing more body than it sends), `POST /_mock/clear_faults`
+//! - `POST /_mock/reject_property?name=X[&status=200|400]`: on `/track`, `/engage`, `/groups`,
+//!   refuse any batch holding a record with property `X` (200 `status: 0`, or HTTP 400)
+//! - `GET|POST /_mock/landing`: an HTML page (a redirect target; counted in `landing_hits`)
 //! - `POST /_mock/max_body_bytes?bytes=N` (0 = off), `POST /_mock/import_reject_property?name=X`
 //!   (no name = off), `POST /_mock/store?on=0|1`, `POST /_mock/reset`
 //! - `GET /_mock/wait_events?n=N&timeout_ms=M` → `{"ok":bool,"events":count}`
@@ -100,12 +106,31 @@ pub enum Fault {
         retry_after: Option<u64>,
     },
     /// Reject the data: HTTP 200 `{"status":0,"error":..}` on form endpoints, HTTP 400 on `/import`.
+    /// On form endpoints the batch's first record is taken to be the bad one: any later batch
+    /// holding it is refused too, so a client that bisects ends with just that one rejected.
     Reject { error: String },
     /// Never answer (like [`DownMode::Hang`], for one request).
     Hang,
     /// Close the connection without answering (like [`DownMode::Refuse`], for one request).
     Drop,
+    /// Answer `status` before reading the request body, then close the connection: the
+    /// client may still be writing a large body (SIGPIPE territory).
+    EarlyClose { status: u16 },
+    /// Read part of the request body, then close the connection while the rest arrives.
+    ResetMidBody,
+    /// A redirect (`status` 3xx) to `location` (a path on the mock or any URL).
+    Redirect { status: u16, location: String },
+    /// HTTP `status` with a body that never ends ([`ENDLESS_BYTES`] bytes, then it stalls).
+    EndlessBody { status: u16 },
+    /// HTTP 200 whose `Content-Length` promises more body than is sent before closing.
+    TruncatedBody,
 }
+
+/// How much of an endless body is sent before it stalls (never ending).
+pub const ENDLESS_BYTES: usize = 16 * 1024 * 1024;
+
+/// How much of the body `Fault::ResetMidBody` reads before closing.
+const RESET_AFTER_BYTES: usize = 64 * 1024;
 
 impl Fault {
     /// A `Fault::Status` with a JSON body in Mixpanel's error shape.
@@ -126,12 +151,34 @@ impl Fault {
         }
     }
 
+    /// HTTP `status` with exactly this body (HTML, empty, garbage...).
+    pub fn body(status: u16, body: impl Into<String>) -> Fault {
+        Fault::Status {
+            status,
+            body: body.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A 302 to the mock's HTML landing page.
+    pub fn redirect() -> Fault {
+        Fault::Redirect {
+            status: 302,
+            location: "/_mock/landing".into(),
+        }
+    }
+
     fn name(&self) -> String {
         match self {
             Fault::Status { status, .. } => format!("status {status}"),
             Fault::Reject { .. } => "reject".into(),
             Fault::Hang => "hang".into(),
             Fault::Drop => "drop".into(),
+            Fault::EarlyClose { status } => format!("early close {status}"),
+            Fault::ResetMidBody => "reset mid body".into(),
+            Fault::Redirect { status, .. } => format!("redirect {status}"),
+            Fault::EndlessBody { status } => format!("endless body {status}"),
+            Fault::TruncatedBody => "truncated body".into(),
         }
     }
 }
@@ -192,6 +239,8 @@ pub struct MockStats {
     /// Requests being held unanswered right now (down mode hang or `Fault::Hang`); a held
     /// request is released when its client closes the connection.
     pub hanging: u64,
+    /// Requests to `/_mock/landing` (a followed redirect lands there).
+    pub landing_hits: u64,
 }
 
 /// What the mock saw of one ingestion request and what it answered.
@@ -238,6 +287,7 @@ struct Config {
     faults: VecDeque<FaultRule>,
     max_body_bytes: Option<usize>,
     import_reject_property: Option<String>,
+    reject_property: Option<(String, u16)>,
     store: bool,
 }
 
@@ -249,6 +299,7 @@ impl Default for Config {
             faults: VecDeque::new(),
             max_body_bytes: None,
             import_reject_property: None,
+            reject_property: None,
             store: true,
         }
     }
@@ -262,6 +313,8 @@ struct Data {
     updates: Vec<Box<RawValue>>,
     requests: Vec<RequestRecord>,
     event_keys: HashSet<u64>,
+    /// `$insert_id`s of records a scripted `Fault::Reject` refused: refused again later.
+    poisoned: HashSet<String>,
     update_keys: HashSet<u64>,
 }
 
@@ -333,6 +386,12 @@ impl Control {
     /// On `/import`, records whose `properties` contain this key are listed in `failed_records`.
     pub fn set_import_reject_property(&self, name: Option<String>) {
         lock(&self.shared.config).import_reject_property = name;
+    }
+
+    /// On `/track`, `/engage`, `/groups`: refuse any batch holding a record whose properties
+    /// (or the update itself) contain `name`, with `status` 200 (`{"status":0}`) or 400.
+    pub fn set_reject_property(&self, name: Option<String>, status: u16) {
+        lock(&self.shared.config).reject_property = name.map(|n| (n, status));
     }
 
     /// When false, keep only counters and dedup keys (no events, updates or request records).
@@ -414,6 +473,7 @@ impl Control {
             latency: c.latency,
             max_body_bytes: c.max_body_bytes,
             import_reject_property: c.import_reject_property.clone(),
+            reject_property: c.reject_property.clone(),
             store: c.store,
         }
     }
@@ -431,6 +491,7 @@ struct Plan {
     latency: Duration,
     max_body_bytes: Option<usize>,
     import_reject_property: Option<String>,
+    reject_property: Option<(String, u16)>,
     store: bool,
 }
 
@@ -564,7 +625,53 @@ pub async fn serve(
 // Request handling
 // ---------------------------------------------------------------------------------------------
 
-type Resp = Response<Full<Bytes>>;
+type Resp = Response<MockBody>;
+
+/// A response body: a whole one, or one that never ends.
+pub enum MockBody {
+    Full(Full<Bytes>),
+    /// Repeats `chunk` until `left` bytes were sent, then stalls forever.
+    Endless {
+        chunk: Bytes,
+        left: usize,
+    },
+}
+
+impl hyper::body::Body for MockBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            MockBody::Full(full) => std::pin::Pin::new(full).poll_frame(cx),
+            // Never woken: the connection task ends when the client goes away or the
+            // server shuts down.
+            MockBody::Endless { left: 0, .. } => std::task::Poll::Pending,
+            MockBody::Endless { chunk, left } => {
+                let n = chunk.len().min(*left);
+                *left -= n;
+                std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(chunk.slice(..n)))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            MockBody::Full(full) => full.is_end_stream(),
+            MockBody::Endless { .. } => false,
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            MockBody::Full(full) => full.size_hint(),
+            MockBody::Endless { .. } => hyper::body::SizeHint::default(),
+        }
+    }
+}
 
 /// Returned by the service to make hyper close the connection without answering.
 #[derive(Debug)]
@@ -579,7 +686,7 @@ impl std::fmt::Display for CloseConnection {
 impl std::error::Error for CloseConnection {}
 
 fn respond(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Resp {
-    let mut r = Response::new(Full::new(body.into()));
+    let mut r = Response::new(MockBody::Full(Full::new(body.into())));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -596,6 +703,14 @@ fn json_resp(status: u16, v: &impl Serialize) -> Resp {
 
 async fn handle(ctl: Control, req: Request<Incoming>) -> Result<Resp, CloseConnection> {
     let path = req.uri().path().to_string();
+    if path == "/_mock/landing" {
+        lock(&ctl.shared.data).stats.landing_hits += 1;
+        return Ok(respond(
+            200,
+            "text/html",
+            "<!doctype html><html><body>Sign in to continue</body></html>",
+        ));
+    }
     if let Some(cmd) = path.strip_prefix("/_mock/") {
         let query = req.uri().query().unwrap_or("").to_string();
         return Ok(control_endpoint(&ctl, cmd.trim_end_matches('/'), &query).await);
@@ -641,7 +756,34 @@ async fn ingest(
     endpoint: Endpoint,
     req: Request<Incoming>,
 ) -> Result<Resp, CloseConnection> {
-    let (parts, body) = req.into_parts();
+    let (parts, mut body) = req.into_parts();
+    let mut plan = ctl.plan(endpoint);
+    // Faults that act before the body is read.
+    match plan.fault {
+        Some(Fault::EarlyClose { status }) => {
+            let fault = Fault::EarlyClose { status };
+            early_record(&ctl, &parts, endpoint, &plan, &fault, status);
+            let mut r = json_resp(
+                status,
+                &json!({"code": status, "error": "refused before reading the body", "status": 0}),
+            );
+            r.headers_mut()
+                .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+            return Ok(r);
+        }
+        Some(Fault::ResetMidBody) => {
+            early_record(&ctl, &parts, endpoint, &plan, &Fault::ResetMidBody, 0);
+            let mut read = 0;
+            while read < RESET_AFTER_BYTES {
+                match body.frame().await {
+                    Some(Ok(frame)) => read += frame.data_ref().map_or(0, Bytes::len),
+                    _ => break,
+                }
+            }
+            return Err(CloseConnection);
+        }
+        _ => {}
+    }
     let body = body
         .collect()
         .await
@@ -668,7 +810,6 @@ async fn ingest(
         body_bytes: body.len(),
         ..Default::default()
     };
-    let plan = ctl.plan(endpoint);
     {
         let mut d = lock(&ctl.shared.data);
         let s = &mut d.stats;
@@ -705,7 +846,17 @@ async fn ingest(
         tokio::time::sleep(plan.latency).await;
     }
 
-    if let Some(fault) = plan.fault {
+    let mut reject_first = None;
+    let fault = match plan.fault.take() {
+        // Needs the records: answered by `handle_form`.
+        Some(Fault::Reject { error }) if endpoint != Endpoint::Import => {
+            rec.fault = Some("reject".into());
+            reject_first = Some(error);
+            None
+        }
+        other => other,
+    };
+    if let Some(fault) = fault {
         rec.fault = Some(fault.name());
         let resp = match fault {
             Fault::Status {
@@ -738,6 +889,30 @@ async fn ingest(
                 finish(rec);
                 return Err(CloseConnection);
             }
+            Fault::Redirect { status, location } => {
+                let mut r = respond(status, "text/html", "<html><body>Moved</body></html>");
+                if let Ok(v) = HeaderValue::from_str(&location) {
+                    r.headers_mut().insert(hyper::header::LOCATION, v);
+                }
+                r
+            }
+            Fault::EndlessBody { status } => {
+                let mut r = Response::new(MockBody::Endless {
+                    chunk: Bytes::from(vec![b'x'; 64 * 1024]),
+                    left: ENDLESS_BYTES,
+                });
+                *r.status_mut() =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                r
+            }
+            Fault::TruncatedBody => {
+                let mut r = respond(200, "application/json", r#"{"sta"#);
+                r.headers_mut()
+                    .insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(1000u32));
+                r
+            }
+            // Handled before the body was read.
+            Fault::EarlyClose { .. } | Fault::ResetMidBody => respond(500, "text/plain", ""),
         };
         rec.status = resp.status().as_u16();
         finish(rec);
@@ -777,11 +952,44 @@ async fn ingest(
     let resp = if endpoint == Endpoint::Import {
         handle_import(&ctl, &plan, &decoded, auth.as_ref(), &mut rec)
     } else {
-        handle_form(&ctl, &plan, endpoint, &decoded, &mut rec)
+        handle_form(
+            &ctl,
+            &plan,
+            endpoint,
+            &decoded,
+            &mut rec,
+            reject_first.as_deref(),
+        )
     };
     rec.status = resp.status().as_u16();
     finish(rec);
     Ok(resp)
+}
+
+/// Counts and records a request answered by a fault before its body was read.
+fn early_record(
+    ctl: &Control,
+    parts: &hyper::http::request::Parts,
+    endpoint: Endpoint,
+    plan: &Plan,
+    fault: &Fault,
+    status: u16,
+) {
+    let mut d = lock(&ctl.shared.data);
+    d.stats.requests += 1;
+    *d.stats.requests_by_endpoint.get_mut(endpoint) += 1;
+    d.stats.faults_served += 1;
+    if plan.store {
+        d.requests.push(RequestRecord {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_string(),
+            query: parts.uri.query().unwrap_or("").to_string(),
+            content_type: header(parts, CONTENT_TYPE),
+            status,
+            fault: Some(fault.name()),
+            ..Default::default()
+        });
+    }
 }
 
 /// Hold a request unanswered. The future is dropped when the client closes the connection.
@@ -1020,6 +1228,7 @@ fn handle_form(
     endpoint: Endpoint,
     body: &[u8],
     rec: &mut RequestRecord,
+    reject_first: Option<&str>,
 ) -> Resp {
     let mut data: Option<String> = None;
     let mut verbose = false;
@@ -1051,6 +1260,34 @@ fn handle_form(
         Err(e) => return answer(false, Some(e)),
     };
     rec.records = records.len();
+    if let Some(error) = reject_first {
+        if let Some(id) = records.first().and_then(|r| insert_id_of(r)) {
+            lock(&ctl.shared.data).poisoned.insert(id);
+        }
+        reject(ctl, records.len());
+        return answer(false, Some(error.to_string()));
+    }
+    let poisoned = {
+        let d = lock(&ctl.shared.data);
+        records
+            .iter()
+            .position(|r| insert_id_of(r).is_some_and(|id| d.poisoned.contains(&id)))
+    };
+    if let Some(i) = poisoned {
+        reject(ctl, records.len());
+        return answer(false, Some(format!("record {i}: rejected by mock before")));
+    }
+    if let Some((name, status)) = &plan.reject_property {
+        if let Some(i) = records.iter().position(|r| has_property(r, name)) {
+            reject(ctl, records.len());
+            let error = format!("record {i}: property '{name}' rejected by mock");
+            return if *status == 200 {
+                answer(false, Some(error))
+            } else {
+                json_resp(*status, &json!({"error": error, "status": 0}))
+            };
+        }
+    }
     let mut valid = Vec::with_capacity(records.len());
     for (i, r) in records.iter().enumerate() {
         match validate(endpoint, r) {
@@ -1063,6 +1300,26 @@ fn handle_form(
     }
     commit(ctl, endpoint, &valid, plan.store);
     answer(true, None)
+}
+
+/// A record's `$insert_id` (an event's, or an update's), as JSON text.
+fn insert_id_of(raw: &RawValue) -> Option<String> {
+    let v: Value = serde_json::from_str(raw.get()).ok()?;
+    v.pointer("/properties/$insert_id")
+        .or_else(|| v.get("$insert_id"))
+        .map(Value::to_string)
+}
+
+/// Whether a record, or an object one level down in it (an event's `properties`, an
+/// update's `$set`...), holds the key `name`.
+fn has_property(raw: &RawValue, name: &str) -> bool {
+    let Ok(Value::Object(record)) = serde_json::from_str::<Value>(raw.get()) else {
+        return false;
+    };
+    record.contains_key(name)
+        || record
+            .values()
+            .any(|v| v.as_object().is_some_and(|o| o.contains_key(name)))
 }
 
 // --- /import ----------------------------------------------------------------------------------
@@ -1227,9 +1484,22 @@ async fn control_endpoint(ctl: &Control, cmd: &str, query: &str) -> Resp {
                 },
                 "hang" => Fault::Hang,
                 "drop" => Fault::Drop,
+                "early_close" => Fault::EarlyClose {
+                    status: status.unwrap_or(413) as u16,
+                },
+                "reset_mid_body" => Fault::ResetMidBody,
+                "redirect" => Fault::Redirect {
+                    status: status.unwrap_or(302) as u16,
+                    location: param("location").unwrap_or("/_mock/landing").to_string(),
+                },
+                "endless" => Fault::EndlessBody {
+                    status: status.unwrap_or(500) as u16,
+                },
+                "truncated" => Fault::TruncatedBody,
                 k => {
                     return bad_param(format!(
-                        "unknown fault kind {k:?} (status|reject|hang|drop)"
+                        "unknown fault kind {k:?} (status|reject|hang|drop|early_close|\
+                         reset_mid_body|redirect|endless|truncated)"
                     ))
                 }
             };
@@ -1249,6 +1519,14 @@ async fn control_endpoint(ctl: &Control, cmd: &str, query: &str) -> Resp {
         "import_reject_property" => {
             ctl.set_import_reject_property(
                 param("name").filter(|n| !n.is_empty()).map(str::to_string),
+            );
+            ok()
+        }
+        "reject_property" => {
+            let status = num!("status").unwrap_or(200) as u16;
+            ctl.set_reject_property(
+                param("name").filter(|n| !n.is_empty()).map(str::to_string),
+                status,
             );
             ok()
         }

@@ -375,11 +375,19 @@ fn scripted_faults_and_limits() {
     let r = c.form("/track", &data).unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.json(), json!({"status": 0, "error": "nope"}));
-    // The /import fault is skipped by /track requests.
-    assert_eq!(c.form("/track", &data).unwrap().json()["status"], 1);
+    // The rejected record stays rejected (a bad record); others are accepted, and the
+    // /import fault is skipped by /track requests.
+    assert_eq!(c.form("/track", &data).unwrap().json()["status"], 0);
+    let other = event("F", "f2").to_string();
+    assert_eq!(c.form("/track", &other).unwrap().json()["status"], 1);
     assert_eq!(server.pending_faults(), 1);
     assert_eq!(c.import("[]", Some("tok")).unwrap().status, 503);
     assert_eq!(server.stats().faults_served, 3);
+    assert_eq!(
+        server.stats().rejected,
+        2,
+        "the scripted reject and its repeat"
+    );
 
     server.push_fault(Fault::Drop);
     assert!(c.form("/track", &data).is_err());
@@ -432,4 +440,53 @@ fn no_store_keeps_counters_only() {
     assert_eq!((s.events, s.duplicates), (2, 1));
     assert!(server.events().is_empty());
     assert!(server.requests().is_empty());
+}
+
+#[test]
+fn hostile_faults_and_reject_property() {
+    let server = MockServer::start();
+    let mut c = Client::connect(&server);
+    server.push_fault(Fault::redirect());
+    let r = c.form("/track", &event("R", "r1").to_string()).unwrap();
+    assert_eq!(r.status, 302);
+    assert_eq!(r.header("location"), Some("/_mock/landing"));
+    let r = c.request("GET", "/_mock/landing", &[], b"").unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("<html>"));
+    assert_eq!(server.stats().landing_hits, 1);
+
+    // Answered before the body is read, then the connection is closed.
+    let mut c = Client::connect(&server);
+    server.push_fault(Fault::EarlyClose { status: 413 });
+    let r = c.form("/track", &event("E", "e1").to_string()).unwrap();
+    assert_eq!(r.status, 413);
+    assert_eq!(r.header("connection"), Some("close"));
+
+    let mut c = Client::connect(&server);
+    server.push_fault(Fault::ResetMidBody);
+    assert!(c.form("/track", &event("M", "m1").to_string()).is_err());
+
+    // One record with the property refuses the whole batch, as status 0 or HTTP 400.
+    let mut c = Client::connect(&server);
+    let batch = json!([event("A", "a1"), {"event": "B", "properties": {"token": "tok",
+        "distinct_id": "u", "$insert_id": "b1", "bad": true}}])
+    .to_string();
+    server.set_reject_property(Some("bad".into()), 200);
+    assert_eq!(c.form("/track", &batch).unwrap().json()["status"], 0);
+    server.set_reject_property(Some("bad".into()), 400);
+    assert_eq!(c.form("/track", &batch).unwrap().status, 400);
+    c.request("POST", "/_mock/reject_property", &[], b"")
+        .unwrap();
+    assert_eq!(c.form("/track", &batch).unwrap().json()["status"], 1);
+    assert_eq!(server.stats().events, 2);
+    let r = c
+        .request("POST", "/_mock/fault?kind=redirect&status=307", &[], b"")
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        c.form("/track", &event("C", "c1").to_string())
+            .unwrap()
+            .status,
+        307
+    );
 }

@@ -75,10 +75,12 @@ class MixpanelConsumerTest < BulkheadTest::Test
   def test_never_raises_on_full_queue_or_closed_client_only_on_malformed_input
     @mock.down("hang")
     c = Bulkhead::MixpanelConsumer.new(client(queue_capacity: 1, max_retries: 0))
-    results = Array.new(5) { c.send!(:event, EVENT) }
-    assert_includes results, false
     assert_raises(ArgumentError) { c.send!(:event, "{not json") }
     assert_raises(ArgumentError) { c.send!(:no_such_type, EVENT) }
+    results = Array.new(5) { c.send!(:event, EVENT) }
+    assert_includes results, false
+    # A full guard refuses before it reads the input: the cheap path, never an exception.
+    assert_equal false, c.send!(:event, "{not json")
     c.client.close(timeout: 0.1)
     assert_equal false, c.send!(:event, EVENT)
     c.flush(timeout: 0.1) # does not raise on a closed client
