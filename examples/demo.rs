@@ -185,13 +185,8 @@ fn main() {
         DownMode::Refuse
     };
 
-    let config = format!(
-        r#"{{"token":"demo-token","api_host":"{}","queue_capacity":50000,
-            "flush_interval_ms":100,"backoff_initial_ms":100,"backoff_max_ms":1000,
-            "circuit_failure_threshold":3,"circuit_cooldown_ms":1000,
-            "request_timeout_ms":1000,"connect_timeout_ms":1000}}"#,
-        mock.url()
-    );
+    // The library's defaults: nothing is tuned for the demo.
+    let config = format!(r#"{{"token":"demo-token","api_host":"{}"}}"#, mock.url());
     let mut raw: *mut bulkhead_client = std::ptr::null_mut();
     // SAFETY: `config` is readable for its length and `raw` is writable.
     let st = unsafe { bulkhead_client_new(config.as_ptr().cast(), config.len(), &mut raw) };
@@ -200,7 +195,8 @@ fn main() {
 
     println!(
         "bulkhead demo: {THREADS} app threads x {} events/s for {} s; the mock is down \
-         ({outage:?}) from {down_from} s to {down_until} s; queue_capacity 50000",
+         ({outage:?}) from {down_from} s to {down_until} s; default settings \
+         (queue_capacity 100000, circuit cooldown 1 s doubling to 30 s)",
         opts.rate, opts.seconds
     );
     println!(

@@ -9,6 +9,7 @@
 //! Set `CC`/`CXX` to use other compilers. Nothing here asserts a duration.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -161,19 +162,28 @@ fn run(program: &Program, args: &[&str]) -> String {
             cmd.env_remove(key);
         }
     }
+    // Its own process group, so that a process it forked and lost (a hung child of a fork
+    // test) is killed with it instead of holding its output pipes open forever.
+    cmd.process_group(0);
     let mut child = cmd.spawn().unwrap();
+    let group = child.id() as i32;
+    let kill_group = || {
+        // SAFETY: kill has no memory preconditions; a negative pid names the group.
+        unsafe { libc::kill(-group, libc::SIGKILL) };
+    };
     let started = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
         if started.elapsed() > WATCHDOG {
-            let _ = child.kill();
+            kill_group();
             let _ = child.wait();
             panic!("{} is stuck: killed after {WATCHDOG:?}", program.label);
         }
         std::thread::sleep(Duration::from_millis(20));
     };
+    kill_group();
     let output = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
     let stderr = String::from_utf8_lossy(&output.stderr).to_string();
