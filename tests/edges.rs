@@ -410,6 +410,8 @@ fn a_client_made_during_shutdown_is_closed_or_alive() {
             let s = c.stats();
             assert_accounted(&s);
             assert_eq!(s.queue_len, 0, "round {round}: {s:?}");
+            // What the guard charged was released exactly: no byte drift.
+            assert_eq!(s.queue_bytes, 0, "round {round}: {s:?}");
         }
     });
     stop.store(true, Ordering::Relaxed);
@@ -443,5 +445,6 @@ fn batch_max_bytes_caps_the_encoded_body() {
         );
     }
     assert!(requests.len() > 1, "more than one batch was needed");
+    assert_eq!(c.stats().queue_bytes, 0, "{:?}", c.stats());
     c.close(LONG).unwrap();
 }
