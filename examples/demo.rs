@@ -103,6 +103,69 @@ fn stats(client: Handle) -> bulkhead_stats {
     s
 }
 
+/// The settings the demo runs with: the library's defaults, read from the library.
+fn print_settings() {
+    let d = bulkhead::Config::new("demo-token");
+    println!(
+        "Settings (the defaults, nothing tuned): queue_capacity {}, queue_max_bytes {} MiB, \
+         pool_size {}, batch_size {}, flush_interval {:?}, request_timeout {:?}, retries {} \
+         (backoff {:?} doubling to {:?}), circuit opens after {} failures, cooldown {:?} \
+         doubling to {:?}.",
+        d.queue_capacity,
+        d.queue_max_bytes >> 20,
+        d.pool_size,
+        d.batch_size,
+        d.flush_interval,
+        d.request_timeout,
+        d.max_retries,
+        d.backoff_initial,
+        d.backoff_max,
+        d.circuit_failure_threshold,
+        d.circuit_cooldown,
+        d.circuit_cooldown_max,
+    );
+}
+
+/// Says what changed since the last report, once per turn of the story.
+#[derive(Default)]
+struct Story {
+    circuit: u32,
+    dropping: bool,
+    outage_seen: bool,
+    drained: bool,
+}
+
+impl Story {
+    fn narrate(&mut self, s: &bulkhead_stats, down: bool) {
+        if s.circuit_state != self.circuit {
+            match (self.circuit, s.circuit_state) {
+                (0, 1) => println!(
+                    "      >> circuit OPEN after repeated failures: nothing is sent for the \
+                     cooldown, then one probe; events wait in the queue"
+                ),
+                (_, 0) => println!(
+                    "      >> a probe got through: circuit closed, the backlog is being sent"
+                ),
+                _ => {}
+            }
+            self.circuit = s.circuit_state;
+        }
+        if !self.dropping && s.dropped_queue_full > 0 {
+            self.dropping = true;
+            println!(
+                "      >> the queue reached its cap: the guard now drops new events and counts \
+                 them; bulkhead_track still returns at once"
+            );
+        }
+        self.outage_seen |= down;
+        if self.outage_seen && !down && !self.drained && s.circuit_state == 0 && s.queue_len < 5000
+        {
+            self.drained = true;
+            println!("      >> backlog delivered: the queue is back to its normal level");
+        }
+    }
+}
+
 fn circuit(state: u32) -> &'static str {
     match state {
         0 => "closed",
@@ -193,11 +256,24 @@ fn main() {
     assert!(st == bulkhead_status::Ok, "client_new: {}", last_error());
     let client = Handle(raw);
 
+    let how = if opts.hang {
+        "holds every connection open without answering"
+    } else {
+        "refuses connections"
+    };
     println!(
-        "bulkhead demo: {THREADS} app threads x {} events/s for {} s; the mock is down \
-         ({outage:?}) from {down_from} s to {down_until} s; default settings \
-         (queue_capacity 100000, circuit cooldown 1 s doubling to 30 s)",
+        "bulkhead demo: {THREADS} app threads each track {} events/s for {} s through the C API \
+         into an embedded mock Mixpanel, which {how} from second {down_from} to second \
+         {down_until}.",
         opts.rate, opts.seconds
+    );
+    print_settings();
+    println!(
+        "Columns: `tracked` events the app tracked that second; `p99 call` and `max call` the \
+         99th percentile and the slowest bulkhead_track call on the app threads that second \
+         (the time the host paid, not delivery time; `max call` includes the OS preempting a \
+         thread mid-call); `queue` events pending (the guard caps it); `sent` accepted by \
+         the mock so far; `dropped` refused by the full guard so far; `failed` given up on.\n"
     );
     println!(
         "{:>4}  {:<5} {:>9} {:>10} {:>10} {:>7} {:>9} {:>9} {:>7} {:>9}",
@@ -228,6 +304,7 @@ fn main() {
         .collect();
 
     let mut last_calls = 0u64;
+    let mut story = Story::default();
     for second in 1..=opts.seconds {
         let tick = start + Duration::from_secs(second);
         std::thread::sleep(tick.saturating_duration_since(Instant::now()));
@@ -255,10 +332,13 @@ fn main() {
             circuit(s.circuit_state)
         );
         last_calls = calls;
+        story.narrate(&s, down);
         if second == down_from {
             mock.set_down(outage);
+            println!("      >> the service goes down: it {how}");
         } else if second == down_until {
             mock.set_down(DownMode::Up);
+            println!("      >> the service is back");
         }
     }
     stop.store(true, Ordering::Relaxed);
