@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 
 fn main() {
-    println!("cargo:rerun-if-changed=src/ffi");
+    // cbindgen reads the whole crate (a public constant anywhere lands in the header).
+    println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-env-changed=BULKHEAD_BLESS_HEADER");
     let crate_dir =

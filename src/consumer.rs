@@ -37,7 +37,7 @@ use crate::transport::{MAX_REQUEST_BODY, MAX_RESPONSE_BODY};
 const MAX_MESSAGE: usize = 512;
 
 /// The largest scratch buffer a consumer keeps between batches.
-pub const SCRATCH_KEEP: usize = 256 * 1024;
+pub(crate) const SCRATCH_KEEP: usize = 256 * 1024;
 
 /// Everything a consumer needs, shared by the dispatcher and every in-flight batch.
 pub struct DeliveryContext {

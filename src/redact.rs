@@ -12,7 +12,7 @@ use base64::Engine as _;
 use crate::config::{Config, ImportCredentials};
 
 /// What a secret becomes.
-pub const REDACTED: &str = "<redacted>";
+pub(crate) const REDACTED: &str = "<redacted>";
 
 /// Secrets shorter than this are not searched for: they would mangle ordinary text.
 const MIN_SECRET_LEN: usize = 4;

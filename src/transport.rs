@@ -23,16 +23,16 @@ use crate::message::{Endpoint, Message};
 use crate::retry::parse_retry_after;
 
 /// The longest text we keep in an error message (cut after redaction).
-pub const MAX_ERROR_TEXT: usize = 300;
+pub(crate) const MAX_ERROR_TEXT: usize = 300;
 
 /// The most of a response body we read: enough for any Mixpanel answer and its
 /// `failed_records`, and a bound on what a hostile server can make us hold.
-pub const MAX_RESPONSE_BODY: usize = 64 * 1024;
+pub(crate) const MAX_RESPONSE_BODY: usize = 64 * 1024;
 
 /// Mixpanel's cap on an uncompressed request body (the 413 example in its API reference).
 /// Form encoding can make a body half as large again as its JSON, so this is checked on
 /// the encoded body, before sending, rather than left to a 413 round trip.
-pub const MAX_REQUEST_BODY: usize = 2 * 1024 * 1024;
+pub(crate) const MAX_REQUEST_BODY: usize = 2 * 1024 * 1024;
 
 /// How one HTTP attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
