@@ -1,4 +1,6 @@
 //! Client configuration: a JSON object whose keys are all optional except `token`.
+//! `"token": null` (or `""`) makes a client without a token of its own, which only forwards
+//! messages that carry theirs (the drop-in consumers); leaving the key out is an error.
 //!
 //! Every key can also come from the environment as `BULKHEAD_<KEY>` (upper case), which
 //! gives a default that the JSON object overrides. An unknown key or a value of the wrong
@@ -37,6 +39,8 @@ impl fmt::Debug for ImportCredentials {
 /// [`Config::new`] and adjust the public fields.
 #[derive(Clone)]
 pub struct Config {
+    /// The project token; empty for a client without one (`"token": null`), which refuses
+    /// to build messages and only forwards prebuilt ones that carry their own token.
     pub token: String,
     pub api_host: String,
     pub allow_insecure_http: bool,
@@ -210,8 +214,10 @@ impl Config {
             return Err(Error::json("config must be a JSON object"));
         };
         let mut config = Self::new(String::new());
+        let mut token_given = map.contains_key("token");
         for key in KEYS {
             if let Some(text) = env(&format!("BULKHEAD_{}", key.to_uppercase())) {
+                token_given |= *key == "token";
                 config.set(key, Raw::Env(&text))?;
             }
         }
@@ -221,13 +227,24 @@ impl Config {
             }
             config.set(key, Raw::Json(value))?;
         }
+        if !token_given {
+            return Err(Error::invalid(
+                "config key `token` is required (null for a client that only forwards \
+                 messages carrying their own token)",
+            ));
+        }
         config.validate()?;
         Ok(config)
     }
 
     fn set(&mut self, key: &str, raw: Raw<'_>) -> Result<()> {
         match key {
-            "token" => self.token = raw.string(key)?,
+            "token" => {
+                self.token = match raw {
+                    Raw::Json(Value::Null) => String::new(),
+                    _ => raw.string(key)?,
+                }
+            }
             "api_host" => self.api_host = raw.string(key)?,
             "allow_insecure_http" => self.allow_insecure_http = raw.bool(key)?,
             "queue_capacity" => self.queue_capacity = raw.u64(key)?,
@@ -270,9 +287,6 @@ impl Config {
 
     /// Checks ranges and the relations between keys.
     pub fn validate(&self) -> Result<()> {
-        if self.token.is_empty() {
-            return Err(Error::invalid("config key `token` is required"));
-        }
         let ranged: [(&str, u64, u64, u64); 6] = [
             (
                 "queue_capacity",
@@ -424,6 +438,24 @@ mod tests {
         let err = parse("{}").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidArgument);
         assert!(err.message().contains("token"));
+    }
+
+    /// `"token": null` (or `""`) asks for a client without a token of its own; leaving the
+    /// key out is still a mistake.
+    #[test]
+    fn token_may_be_null_but_not_forgotten() {
+        for json in [r#"{"token":null}"#, r#"{"token":""}"#] {
+            let c = parse(json).unwrap();
+            assert!(c.token.is_empty());
+        }
+        assert!(parse(r#"{"queue_capacity":5}"#).is_err());
+        assert!(parse(r#"{"token":5}"#).is_err());
+        let env = |k: &str| (k == "BULKHEAD_TOKEN").then(|| "from-env".to_owned());
+        let c = Config::from_json_with_env(r#"{"token":null}"#, env).unwrap();
+        assert!(
+            c.token.is_empty(),
+            "an explicit null overrides the environment"
+        );
     }
 
     #[test]

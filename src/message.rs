@@ -80,6 +80,9 @@ pub const OPERATIONS: &[&str] = &[
 ];
 
 /// Builds messages for one project token, enforcing `max_event_bytes`.
+///
+/// An empty token means the client has none (`"token": null`): it builds nothing itself and
+/// forwards only prebuilt messages that carry their own token.
 #[derive(Debug, Clone)]
 pub struct MessageBuilder {
     token: String,
@@ -170,6 +173,7 @@ impl MessageBuilder {
         operation: &str,
         value: Option<&str>,
     ) -> Result<Message> {
+        self.check_own_token()?;
         if distinct_id.is_empty() {
             return Err(Error::invalid(
                 "profile updates need a non-empty distinct_id",
@@ -198,6 +202,7 @@ impl MessageBuilder {
         operation: &str,
         value: Option<&str>,
     ) -> Result<Message> {
+        self.check_own_token()?;
         if group_key.is_empty() || group_id.is_empty() {
             return Err(Error::invalid(
                 "group updates need a non-empty group_key and group_id",
@@ -224,7 +229,9 @@ impl MessageBuilder {
 
     /// Messages already built by another SDK: a bare message, an array of them, or a
     /// mixpanel-ruby envelope `{"data": ..., "api_key": ...}`. Events lacking `$insert_id`,
-    /// `time` or `token` get them; updates pass through untouched.
+    /// `time` or `token` get them; updates pass through untouched. `/import` events need a
+    /// `distinct_id` and a `time`, except `$merge` (mixpanel-python's `merge`), which needs
+    /// `$distinct_ids` (two ids) instead and gets a `time` when it has none.
     pub fn prebuilt(
         &self,
         endpoint: Endpoint,
@@ -305,6 +312,7 @@ impl MessageBuilder {
         time_ms: Option<i64>,
         props: &Fields<'_>,
     ) -> Result<Vec<u8>> {
+        self.check_own_token()?;
         if event.is_empty() {
             return Err(Error::invalid("event name must not be empty"));
         }
@@ -434,9 +442,19 @@ impl MessageBuilder {
             let json = self.event_json(endpoint, "", &name, None, &Fields::default())?;
             return Ok((json, None));
         };
-        if endpoint == Endpoint::Import && (props.time.is_none() || !props.has_distinct_id) {
+        if endpoint == Endpoint::Import {
+            if name == MERGE_EVENT {
+                // mixpanel-python's `merge`: no distinct_id, no time; the two ids instead.
+                check_merge_ids(item)?;
+            } else if props.time.is_none() || !props.has_distinct_id {
+                return Err(Error::invalid(
+                    "an /import event needs properties.time and properties.distinct_id",
+                ));
+            }
+        }
+        if props.token.is_none() && self.token.is_empty() {
             return Err(Error::invalid(
-                "an /import event needs properties.time and properties.distinct_id",
+                "the event has no properties.token and this client has no token of its own",
             ));
         }
         if let Some(t) = props.time {
@@ -500,6 +518,17 @@ impl MessageBuilder {
         }
         out.extend_from_slice(&text[open..]);
         Ok((out, token))
+    }
+
+    /// Refuses to build a message when the client has no token of its own.
+    fn check_own_token(&self) -> Result<()> {
+        if self.token.is_empty() {
+            return Err(Error::invalid(
+                "this client has no token (it was made with \"token\": null): it only \
+                 forwards messages carrying their own token",
+            ));
+        }
+        Ok(())
     }
 
     fn finish(&self, endpoint: Endpoint, json: Vec<u8>) -> Result<Message> {
@@ -619,6 +648,26 @@ fn check_property_count(count: usize) -> Result<()> {
         Err(Error::invalid(format!(
             "event has {count} properties; Mixpanel takes fewer than {MAX_PROPERTIES}"
         )))
+    }
+}
+
+/// The event mixpanel-python's `merge` sends to `/import`.
+const MERGE_EVENT: &str = "$merge";
+
+/// A `$merge` event must name exactly two non-empty ids in `properties.$distinct_ids`
+/// (a second pass, for a rare event).
+fn check_merge_ids(item: &str) -> Result<()> {
+    let raw = Fields::parse(item, "event")?
+        .get("properties")
+        .ok_or_else(|| Error::json("an event needs `properties`"))?;
+    let ids = Fields::parse(raw.get(), "properties")?
+        .get("$distinct_ids")
+        .and_then(|ids| serde_json::from_str::<Vec<Cow<'_, str>>>(ids.get()).ok());
+    match ids {
+        Some(ids) if ids.len() == 2 && ids.iter().all(|id| !id.is_empty()) => Ok(()),
+        _ => Err(Error::invalid(
+            "a $merge event needs properties.$distinct_ids: an array of two non-empty ids",
+        )),
     }
 }
 
@@ -1259,6 +1308,87 @@ mod tests {
             1
         );
         assert_eq!(b.event("u", "", None).unwrap_err().events(), 1);
+    }
+
+    /// mixpanel-python 5.x `Mixpanel.merge`: `/import`, no `time`, no `distinct_id`, no
+    /// `$insert_id`; Mixpanel's /import takes it (its own reference example has neither).
+    #[test]
+    fn merge_events_are_completed_for_import() {
+        let b = builder();
+        let merge = r#"{"event":"$merge","properties":{"$distinct_ids":["a","b"],"token":"mp"}}"#;
+        let ms = b.prebuilt(Endpoint::Import, merge, None).unwrap();
+        assert_eq!(ms.len(), 1);
+        let v = parse(&ms[0]);
+        let p = &v["properties"];
+        assert_eq!(v["event"], "$merge");
+        assert_eq!(p["$distinct_ids"], serde_json::json!(["a", "b"]));
+        assert_eq!(p["token"], "mp");
+        assert!(p["time"].as_i64().unwrap() > 1_600_000_000_000);
+        assert!(valid_insert_id(p["$insert_id"].as_str().unwrap()));
+        // No distinct_id is invented: Mixpanel merges the two ids it names.
+        assert!(p.get("distinct_id").is_none(), "{v}");
+        // Authenticated with its own token when nothing else is given, as other imports.
+        assert_eq!(ms[0].credentials.as_ref().unwrap().username, "mp");
+        assert_exact(&ms[0], "merge");
+        // In mixpanel-ruby's envelope, with a time of its own, and with per-call credentials.
+        let ruby = r#"{"data":{"event":"$merge","properties":{"$distinct_ids":["a","b"],"time":1500000000}},"api_key":"k"}"#;
+        let ms = b.prebuilt(Endpoint::Import, ruby, None).unwrap();
+        assert_eq!(parse(&ms[0])["properties"]["time"], 1_500_000_000);
+        assert_eq!(ms[0].credentials.as_ref().unwrap().username, "k");
+        assert_eq!(parse(&ms[0])["properties"]["token"], "tok");
+
+        // Still refused: a merge that does not name exactly two ids, and other events
+        // without a distinct_id or a time.
+        for bad in [
+            r#"{"event":"$merge","properties":{"token":"mp"}}"#,
+            r#"{"event":"$merge","properties":{"$distinct_ids":["a"]}}"#,
+            r#"{"event":"$merge","properties":{"$distinct_ids":["a","b","c"]}}"#,
+            r#"{"event":"$merge","properties":{"$distinct_ids":["a",""]}}"#,
+            r#"{"event":"$merge","properties":{"$distinct_ids":["a",2]}}"#,
+            r#"{"event":"$merge","properties":{"$distinct_ids":"a,b"}}"#,
+            r#"{"event":"$merge"}"#,
+            r#"{"event":"Other","properties":{"$distinct_ids":["a","b"],"time":1}}"#,
+            r#"{"event":"Other","properties":{"distinct_id":"u"}}"#,
+        ] {
+            let err = b.prebuilt(Endpoint::Import, bad, None).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{bad}: {err}");
+        }
+    }
+
+    /// A client made with `"token": null` has no token of its own: it forwards messages
+    /// that carry theirs and refuses to build any.
+    #[test]
+    fn a_builder_without_a_token_only_forwards() {
+        let b = MessageBuilder::new("", 1_000_000);
+        let errors = [
+            b.event("u", "e", None).unwrap_err(),
+            b.import("u", "e", 1, None).unwrap_err(),
+            b.people("u", "$set", Some("{}")).unwrap_err(),
+            b.group("k", "g", "$delete", None).unwrap_err(),
+            b.prebuilt(Endpoint::Track, r#"{"event":"e","properties":{}}"#, None)
+                .unwrap_err(),
+            b.prebuilt(Endpoint::Track, r#"{"event":"e"}"#, None)
+                .unwrap_err(),
+            b.prebuilt(
+                Endpoint::Import,
+                r#"{"event":"e","properties":{"distinct_id":"u","time":1}}"#,
+                None,
+            )
+            .unwrap_err(),
+        ];
+        for err in errors {
+            assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+            assert!(err.message().contains("token"), "{err}");
+        }
+        let with_token = r#"{"event":"e","properties":{"token":"mp","distinct_id":"u"}}"#;
+        let v = parse(&b.prebuilt(Endpoint::Track, with_token, None).unwrap()[0]);
+        assert_eq!(v["properties"]["token"], "mp");
+        let update = r#"{"$token":"mp","$distinct_id":"u","$set":{}}"#;
+        assert!(b.prebuilt(Endpoint::Engage, update, None).is_ok());
+        let ruby_import =
+            r#"{"data":{"event":"e","properties":{"token":"mp","distinct_id":"u","time":1}}}"#;
+        let m = &b.prebuilt(Endpoint::Import, ruby_import, None).unwrap()[0];
+        assert_eq!(m.credentials.as_ref().unwrap().username, "mp");
     }
 
     #[test]

@@ -359,6 +359,14 @@ class Client:
         p = b"" if properties is None else _json_object(properties, "properties")
         return self._done(_import(h, d, len(d), e, len(e), t, p or None, len(p)))
 
+    def alias(self, alias_id: str, distinct_id: str) -> bool:
+        """Queues ``$create_alias`` for ``/track``: ``alias_id`` becomes another id of
+        ``distinct_id``. The non-blocking replacement for mixpanel-python's
+        ``Mixpanel.alias``, which always sends its own synchronous request."""
+        if not alias_id or not distinct_id:
+            raise ValueError("alias needs a non-empty alias_id and distinct_id")
+        return self.track(distinct_id, "$create_alias", {"alias": alias_id})
+
     def _people(self, distinct_id: str, op: bytes, value: Optional[bytes]) -> bool:
         h = self._h()
         d = _text(distinct_id, "distinct_id")

@@ -8,6 +8,12 @@
 mixpanel-python builds each message (with its token) and calls
 ``send(endpoint, json_message, api_key=None, api_secret=None)``; this hands the message to
 the library's bounded queue and returns at once. Delivery happens in the background.
+
+Every method of ``mixpanel.Mixpanel`` that goes through its consumer works through this one
+(``track``, ``import_data``, ``merge``, ``people_*``, ``group_*``). ``Mixpanel.alias`` does
+not: it always sends its own synchronous request with a new ``mixpanel.Consumer``, whatever
+consumer was given. Use :meth:`bulkhead.Client.alias` instead (it needs a client with a
+token: ``MixpanelConsumer(token=TOKEN).client.alias(alias_id, distinct_id)``).
 """
 
 from __future__ import annotations
@@ -17,11 +23,7 @@ from typing import Any, Optional, Tuple, Type, Union
 from . import _ffi
 from .client import Client, ErrorHandler, Stats
 
-__all__ = ["MixpanelConsumer", "MixpanelException", "PLACEHOLDER_TOKEN"]
-
-#: The token given to the core's configuration when none is passed: it is never used for
-#: messages, which already carry the token mixpanel-python put in them.
-PLACEHOLDER_TOKEN = "mixpanel-consumer"
+__all__ = ["MixpanelConsumer", "MixpanelException"]
 
 _ENDPOINTS = ("events", "people", "groups", "imports")
 
@@ -46,9 +48,14 @@ class MixpanelConsumer:
     """A mixpanel-python consumer backed by a :class:`bulkhead.Client`.
 
     Keyword arguments are the client's configuration (``api_host``, ``queue_capacity``,
-    ``api_secret``, …). ``token`` is optional. ``send`` never raises on delivery trouble or
-    a full queue (the event is dropped and counted); it raises ``MixpanelException`` only
-    for an unknown endpoint or a malformed message.
+    ``api_secret``, …). ``credentials`` takes a ``mixpanel.ServiceAccountCredentials`` for
+    ``/import``. ``token`` is optional: every message mixpanel-python builds carries its own.
+    Without one, ``self.client`` has no token either and only forwards such messages: its
+    own ``track``, ``people_*``, ``alias``… raise :class:`bulkhead.Error` (``ValueError``).
+
+    ``send`` never raises on delivery trouble or a full queue (the event is dropped and
+    counted); it raises ``MixpanelException`` only for an unknown endpoint or a malformed
+    message.
     """
 
     def __init__(
@@ -64,7 +71,8 @@ class MixpanelConsumer:
             config.setdefault("service_account_username", credentials.username)
             config.setdefault("service_account_secret", credentials.secret)
             config.setdefault("project_id", credentials.project_id)
-        self.client = Client(token or PLACEHOLDER_TOKEN, on_error=on_error, **config)
+        # "" (like null) asks the core for a client without a token of its own.
+        self.client = Client(token or "", on_error=on_error, **config)
         self.flush_timeout = flush_timeout
 
     def send(

@@ -51,8 +51,8 @@ def test_mixpanel_shapes_arrive(mock: Mock) -> None:
     reqs = mock.requests()
     assert {r["path"] for r in reqs} == {"/track", "/engage", "/groups", "/import"}
     imp = [r for r in reqs if r["path"] == "/import"]
-    # No credentials anywhere: the message's own token authenticates /import, never the
-    # consumer's placeholder.
+    # No credentials anywhere: the message's own token authenticates /import (the
+    # consumer has no token of its own).
     assert all(r["auth_username"] == "mp-token" for r in imp)
     c.close()
 

@@ -47,6 +47,15 @@ module Bulkhead
       queued Native.bulkhead_import(@ptr, d, d.bytesize, e, e.bytesize, time_ms(time), p, p ? p.bytesize : 0)
     end
 
+    # Queues $create_alias for /track: alias_id becomes another id of distinct_id. The
+    # non-blocking replacement for mixpanel-ruby's Tracker#alias, which always sends its own
+    # synchronous request, whatever the Tracker's block.
+    def alias(alias_id, distinct_id)
+      raise ArgumentError, "alias needs a non-empty alias_id and distinct_id" if alias_id.to_s.empty? || distinct_id.to_s.empty?
+
+      track(distinct_id, "$create_alias", { "alias" => alias_id })
+    end
+
     def people_set(distinct_id, properties) = people(distinct_id, "$set", properties)
     def people_set_once(distinct_id, properties) = people(distinct_id, "$set_once", properties)
     def people_increment(distinct_id, properties) = people(distinct_id, "$add", properties)
