@@ -1026,6 +1026,9 @@ struct PropsLite<'a> {
     time: Option<&'a RawValue>,
     #[serde(borrow, default, rename = "$insert_id")]
     insert_id: Option<&'a RawValue>,
+    /// `$merge` events name the two ids instead of a `distinct_id`.
+    #[serde(borrow, default, rename = "$distinct_ids")]
+    distinct_ids: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -1100,7 +1103,9 @@ fn validate<'a>(
                 if !present(p.time) {
                     return Err(("properties.time", "'properties.time' is missing".into()));
                 }
-                if !present(p.distinct_id) {
+                let merge = ev.event.is_some_and(|e| e.get() == "\"$merge\"")
+                    && p.distinct_ids.is_some_and(|ids| ids.get().starts_with('['));
+                if !present(p.distinct_id) && !merge {
                     return Err((
                         "properties.distinct_id",
                         "'properties.distinct_id' is missing".into(),

@@ -173,12 +173,6 @@ def test_merge_is_queued_for_import(sdk: Any, mock: Mock, keys: Tuple[Any, Any],
     assert "strict=1" in r["query"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bulkhead-mock requires properties.distinct_id on every /import record; Mixpanel's "
-    "$merge has none (its reference example has neither distinct_id nor time). Remove this "
-    "marker once the mock accepts $merge with two $distinct_ids.",
-)
 def test_merge_is_accepted(sdk: Any, mock: Mock) -> None:
     mp, c = sdk
     mp.merge(None, "anon-1", "user-1")
