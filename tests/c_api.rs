@@ -580,3 +580,22 @@ fn a_server_closing_mid_upload_cannot_kill_the_host_with_sigpipe() {
         },
     );
 }
+
+#[test]
+fn log_callback_flush_outcomes_metrics_and_test_mode() {
+    each_build(
+        "bindings/c/tests/host_behaviour.c",
+        |mock| {
+            mock.control()
+                .set_reject_property(Some("reject_me".into()), 400)
+        },
+        |p, mock, stdout| {
+            assert!(stdout.contains("host_behaviour: ok"), "{}", p.label);
+            // Only the two good events arrived; test mode sent nothing.
+            let names: Vec<_> = mock.events().iter().map(|e| e["event"].clone()).collect();
+            assert_eq!(names, vec![json!("ok 1"), json!("ok 2")], "{}", p.label);
+            assert!(mock.requests().iter().all(|r| r.path == "/track"));
+            assert!(!stdout.contains("\"kept\"") || stdout.contains("test events:"));
+        },
+    );
+}
