@@ -64,10 +64,12 @@ $(VENV)/bin/python:
 deps-python: $(VENV)/bin/python
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q pytest mixpanel
+	$(VENV)/bin/pip install -q mypy
 	CARGO_TARGET_DIR=$(ROOT)/target $(VENV)/bin/pip install -q --force-reinstall --no-deps ./bindings/python
 
 # Without BULKHEAD_LIB: the copy bundled by `pip install` is what gets tested.
 test-python: build deps-python
+	cd bindings/python && $(VENV)/bin/python -m mypy --strict bulkhead
 	cd bindings/python && env -u BULKHEAD_LIB BULKHEAD_MOCK=$(MOCK) $(VENV)/bin/python -m pytest -q tests
 
 # The outage story on an embedded mock (`-- --hang` for a service that never answers).

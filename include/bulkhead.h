@@ -54,7 +54,20 @@ typedef enum {
   BULKHEAD_STATUS_PANIC = 9,
   // An internal failure (for example the runtime could not start).
   BULKHEAD_STATUS_INTERNAL = 10,
+  // `bulkhead_client_flush_ex`: finished, but some events failed or were rejected (the
+  // counts are in the result).
+  BULKHEAD_STATUS_INCOMPLETE = 11,
 } bulkhead_status;
+
+// Log levels, for `bulkhead_set_log_callback` and the callback's `level` argument.
+typedef enum {
+  // Nothing.
+  BULKHEAD_LOG_LEVEL_OFF = 0,
+  BULKHEAD_LOG_LEVEL_ERROR = 1,
+  BULKHEAD_LOG_LEVEL_WARN = 2,
+  BULKHEAD_LOG_LEVEL_INFO = 3,
+  BULKHEAD_LOG_LEVEL_DEBUG = 4,
+} bulkhead_log_level;
 
 // An opaque client: a queue, its guard, a pool of buffered consumers and their counters.
 // Made by `bulkhead_client_new`, released by `bulkhead_client_free`. Thread-safe.
@@ -93,7 +106,27 @@ typedef struct {
   uint64_t in_flight;
   // 0 closed, 1 open, 2 half-open.
   uint32_t circuit_state;
+  // Delivery errors dropped from the ring of `max_recent_errors` to make room for newer
+  // ones (appended: fields are only ever added at the end).
+  uint64_t errors_overwritten;
 } bulkhead_stats;
+
+// What `bulkhead_client_flush_ex` found: the events that failed or were rejected since
+// the previous `bulkhead_client_flush_ex` on this client returned (each such event is
+// reported by exactly one call, whichever thread makes it).
+typedef struct {
+  // Given up after retries, the retry budget, or at shutdown.
+  uint64_t failed;
+  // Refused by the server.
+  uint64_t rejected;
+} bulkhead_flush_result;
+
+// A log callback: `level` is a `bulkhead_log_level`; `msg` is `len` bytes of UTF-8 (also
+// NUL-terminated), borrowed for the call only; `user_data` is what was registered.
+// Called from library threads (and from a host thread inside `bulkhead_client_close` or
+// `bulkhead_shutdown`), possibly from several at once: it must be thread-safe, return
+// quickly, and must not call back into bulkhead.
+typedef void (*bulkhead_log_callback)(uint32_t level, const char *msg, size_t len, void *user_data);
 
 #ifdef __cplusplus
 extern "C" {
@@ -287,6 +320,95 @@ bulkhead_status bulkhead_client_take_errors(const bulkhead_client *client,
                                             char *buf,
                                             size_t len,
                                             size_t *written);
+
+// As `bulkhead_client_flush`, and says how delivery went. `BULKHEAD_STATUS_OK`: every
+// event resolved since the previous `bulkhead_client_flush_ex` was delivered.
+// `BULKHEAD_STATUS_INCOMPLETE`: finished, but some events failed or were rejected since
+// then. Both write `*result_out` (may be NULL). `BULKHEAD_STATUS_TIMEOUT`: the deadline
+// passed first; nothing is written and the counts are kept for the next call.
+//
+// # Safety
+// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed).
+// `result_out` must be NULL or writable.
+bulkhead_status bulkhead_client_flush_ex(const bulkhead_client *client,
+                                         uint32_t timeout_ms,
+                                         bulkhead_flush_result *result_out);
+
+// The address of a counter that is non-zero while log lines (`bulkhead_client_take_log`)
+// or delivery errors (`bulkhead_client_take_errors`) wait to be taken. Bindings read it
+// (an aligned 64-bit load) on every call and take only when it is non-zero, which keeps
+// their hot path free of extra calls. Valid until the client is freed; NULL for a NULL
+// client.
+//
+// # Safety
+// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed).
+const uint64_t *bulkhead_client_log_hint(const bulkhead_client *client);
+
+// Copies the log lines for the host's logger not taken before into `buf` as a
+// NUL-terminated JSON array of `{"level":"warn","message":"..."}` (oldest first), and
+// marks them taken; resets the `bulkhead_client_log_hint` counter. The lines: the first
+// time the queue-size guard drops an event (and at each later take, how many more were
+// dropped since), events abandoned by a close or shutdown deadline, delivery errors
+// overwritten before they were read. Delivery errors themselves come from
+// `bulkhead_client_take_errors`. Buffer protocol as for `bulkhead_client_take_errors`.
+//
+// # Safety
+// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed).
+// `buf` must be NULL or writable for `len` bytes; `written` NULL or writable.
+bulkhead_status bulkhead_client_take_log(const bulkhead_client *client,
+                                         char *buf,
+                                         size_t len,
+                                         size_t *written);
+
+// In `test_mode`, copies the events kept so far into `buf` as a NUL-terminated JSON array
+// of `{"endpoint":"events"|"people"|"groups"|"imports","data":{...}}`, oldest first,
+// `data` being the message exactly as it would have been sent. Buffer protocol as for
+// `bulkhead_client_errors`. `BULKHEAD_STATUS_INVALID_ARGUMENT` if the client is not in
+// `test_mode`.
+//
+// # Safety
+// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed).
+// `buf` must be NULL or writable for `len` bytes; `written` NULL or writable.
+bulkhead_status bulkhead_client_test_events(const bulkhead_client *client,
+                                            char *buf,
+                                            size_t len,
+                                            size_t *written);
+
+// In `test_mode`, forgets the events kept so far. `BULKHEAD_STATUS_INVALID_ARGUMENT` if
+// the client is not in `test_mode`.
+//
+// # Safety
+// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed).
+bulkhead_status bulkhead_client_test_clear(const bulkhead_client *client);
+
+// Copies the client's counters and gauges into `buf` in the Prometheus text format
+// (0.0.4): `# HELP`/`# TYPE` lines, counters as `bulkhead_<name>_total`, gauges
+// (`bulkhead_queue_len`, `bulkhead_queue_bytes`, `bulkhead_in_flight`,
+// `bulkhead_circuit_state`), labelled `client="<name>"` when the `name` key is set.
+// NUL-terminated; buffer protocol as for `bulkhead_client_errors`.
+//
+// # Safety
+// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed).
+// `buf` must be NULL or writable for `len` bytes; `written` NULL or writable.
+bulkhead_status bulkhead_client_metrics(const bulkhead_client *client,
+                                        char *buf,
+                                        size_t len,
+                                        size_t *written);
+
+// Sends the library's log lines at `level` (a `bulkhead_log_level`) and more severe to
+// `callback`, for the whole process, instead of stderr. `callback` NULL restores the
+// default: each client writes lines enabled by its `log_level` key (default warn) to
+// stderr. `user_data` is passed to every call. The callback may be called from library
+// threads at any time until it is replaced, and once more by a thread that was already
+// about to call it: keep `user_data` valid for the life of the process.
+// `BULKHEAD_STATUS_INVALID_ARGUMENT` for an unknown level.
+//
+// # Safety
+// `callback` must be NULL or a function safe to call from any thread, at any time, with
+// `user_data`.
+bulkhead_status bulkhead_set_log_callback(uint32_t level,
+                                          bulkhead_log_callback callback,
+                                          void *user_data);
 
 // Copies the text of the last failing call on this thread into `buf` (NUL-terminated,
 // truncated to fit) and writes its length without the NUL to `*written` (may be NULL).

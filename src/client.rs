@@ -10,7 +10,7 @@
 //! # Ok::<(), bulkhead::Error>(())
 //! ```
 
-use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::message::{credentials_from, Endpoint, Message, MessageBuilder};
 use crate::queue::{Queue, Receiver};
 use crate::runtime;
-use crate::stats::{Accounting, DeliveryError, Stats};
+use crate::stats::{Accounting, DeliveryError, FlushOutcome, HostLog, Note, Stats};
+use crate::test_mode::TestEvents;
 
 /// A thread-safe handle; clones share one client.
 #[derive(Clone)]
@@ -37,6 +38,8 @@ struct Core {
     queue: Queue,
     ctx: Arc<DeliveryContext>,
     batches: Arc<Batches>,
+    /// `test_mode`: where events go instead of the queue.
+    test_events: Option<TestEvents>,
 }
 
 pub struct ClientHandle {
@@ -46,16 +49,21 @@ pub struct ClientHandle {
     /// Set by the first close; later calls that queue are refused without touching the core.
     closed: AtomicBool,
     me: Weak<ClientHandle>,
+    /// Non-zero while log notes or delivery errors wait to be read (see `log_hint`).
+    log_hint: Arc<AtomicU64>,
 }
 
 impl Core {
-    fn new(config: &Arc<Config>) -> Result<(Core, Receiver)> {
-        let http = runtime::http_client(config.connect_timeout)?;
-        let accounting = Arc::new(Accounting::new(
-            config.max_recent_errors as usize,
-            config.queue_capacity,
-            config.queue_max_bytes,
-        ));
+    fn new(config: &Arc<Config>, log_hint: &Arc<AtomicU64>) -> Result<(Core, Receiver)> {
+        let http = runtime::http_client(&runtime::HttpOptions::of(config))?;
+        let accounting = Arc::new(
+            Accounting::new(
+                config.max_recent_errors as usize,
+                config.queue_capacity,
+                config.queue_max_bytes,
+            )
+            .with_host_log(HostLog::new(config.log_level, log_hint.clone())),
+        );
         let ctx = Arc::new(DeliveryContext::new(config.clone(), accounting, http));
         let (queue, rx) = Queue::new(config.batch_size);
         let core = Core {
@@ -63,6 +71,9 @@ impl Core {
             queue,
             ctx,
             batches: Arc::new(Batches::default()),
+            test_events: config
+                .test_mode
+                .then(|| TestEvents::new(config.test_mode_capacity)),
         };
         Ok((core, rx))
     }
@@ -89,7 +100,9 @@ impl Core {
     /// Stops delivery: counts what is pending as failed (dropped_shutdown), stops the
     /// dispatcher and the batches in flight, frees what is queued, releases flushes.
     fn give_up(&self) {
-        self.ctx.accounting.abandon_pending();
+        self.ctx
+            .accounting
+            .abandon_pending("client released before its events were delivered");
         self.ctx.cancel.cancel();
         self.queue.discard_all();
         self.batches.release_all();
@@ -131,7 +144,7 @@ impl ClientHandle {
 
     #[cold]
     fn rebuild_after_fork(&self, old: *mut Core) -> Result<()> {
-        let (core, rx) = Core::new(&self.config)?;
+        let (core, rx) = Core::new(&self.config, &self.log_hint)?;
         let fresh = Box::into_raw(Box::new(core));
         match self
             .core
@@ -159,9 +172,26 @@ impl ClientHandle {
         built: impl FnOnce(&MessageBuilder) -> Result<Message>,
     ) -> Result<()> {
         let core = self.open_core()?;
-        core.queue.precheck(&core.ctx.accounting, min_len)?;
+        if let Some(test) = &core.test_events {
+            let message = built(&self.builder).inspect_err(|e| count_refusal(core, e))?;
+            return test.push(&core.ctx.accounting, vec![message]);
+        }
+        core.queue
+            .precheck(&core.ctx.accounting, min_len)
+            .inspect_err(|e| self.note_drop(core, e))?;
         let message = built(&self.builder).inspect_err(|e| count_refusal(core, e))?;
-        core.queue.push_one(&core.ctx.accounting, message)
+        core.queue
+            .push_one(&core.ctx.accounting, message)
+            .inspect_err(|e| self.note_drop(core, e))
+    }
+
+    /// The one-time warning when the guard first drops (an atomic load after that).
+    fn note_drop(&self, core: &Core, error: &Error) {
+        if error.kind() == ErrorKind::QueueFull {
+            core.ctx
+                .accounting
+                .note_queue_full(self.config.queue_capacity, self.config.queue_max_bytes);
+        }
     }
 
     fn open_core(&self) -> Result<&Core> {
@@ -202,7 +232,10 @@ impl ClientHandle {
             Ok(None) => true,
             Err(_) => false,
         };
-        let abandoned = core.ctx.accounting.abandon_pending();
+        let abandoned = core
+            .ctx
+            .accounting
+            .abandon_pending("close or shutdown deadline passed");
         core.give_up();
         match (finished, abandoned) {
             (true, 0) => Ok(()),
@@ -267,7 +300,8 @@ impl Client {
     pub fn new(config: Config) -> Result<Client> {
         config.validate()?;
         let config = Arc::new(config);
-        let (core, rx) = Core::new(&config)?;
+        let log_hint = Arc::new(AtomicU64::new(0));
+        let (core, rx) = Core::new(&config, &log_hint)?;
         let builder = MessageBuilder::new(&config.token, config.max_event_bytes)
             .with_import_credentials(config.has_import_credentials());
         let handle = Arc::new_cyclic(|me| ClientHandle {
@@ -276,6 +310,7 @@ impl Client {
             core: AtomicPtr::new(Box::into_raw(Box::new(core))),
             closed: AtomicBool::new(false),
             me: me.clone(),
+            log_hint,
         });
         handle.core()?.start(rx, Arc::downgrade(&handle))?;
         Ok(Client { inner: handle })
@@ -335,7 +370,11 @@ impl Client {
         api_secret: Option<&str>,
     ) -> Result<()> {
         let core = self.inner.open_core()?;
-        core.queue.precheck(&core.ctx.accounting, 0)?;
+        if core.test_events.is_none() {
+            core.queue
+                .precheck(&core.ctx.accounting, 0)
+                .inspect_err(|e| self.inner.note_drop(core, e))?;
+        }
         let result = Endpoint::parse(endpoint)
             .ok_or_else(|| {
                 Error::invalid(format!(
@@ -352,12 +391,20 @@ impl Client {
                 self.inner.builder.prebuilt(endpoint, json, credentials)
             });
         let mut messages = result.inspect_err(|e| count_refusal(core, e))?;
+        if let Some(test) = &core.test_events {
+            return test.push(&core.ctx.accounting, messages);
+        }
         if messages.len() == 1 {
             if let Some(message) = messages.pop() {
-                return core.queue.push_one(&core.ctx.accounting, message);
+                return core
+                    .queue
+                    .push_one(&core.ctx.accounting, message)
+                    .inspect_err(|e| self.inner.note_drop(core, e));
             }
         }
-        core.queue.push(&core.ctx.accounting, messages)
+        core.queue
+            .push(&core.ctx.accounting, messages)
+            .inspect_err(|e| self.inner.note_drop(core, e))
     }
 
     /// Counts a call refused before it reached the client (NULL pointer, bad UTF-8).
@@ -387,6 +434,18 @@ impl Client {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// As [`Client::flush`], and says how delivery went: the events that failed or were
+    /// rejected since the previous flush returned (each such event is reported by exactly
+    /// one flush, whichever thread calls it). [`ErrorKind::Timeout`] if the deadline passed
+    /// first; then nothing is reported, so the next flush reports it.
+    pub fn flush_outcome(&self, timeout: Duration) -> Result<FlushOutcome> {
+        self.flush(timeout)?;
+        Ok(match self.inner.current_core() {
+            Some(core) => core.ctx.accounting.take_flush_outcome(),
+            None => FlushOutcome::default(),
+        })
     }
 
     /// Flushes within `timeout`, then stops; what is still pending is counted as failed
@@ -427,6 +486,65 @@ impl Client {
             Some(core) => core.ctx.accounting.take_errors(take),
             None => take(&[]).0,
         }
+    }
+
+    /// Takes the log notes for the host's logger not taken before (see
+    /// [`Client::take_errors`] for `take`).
+    pub fn take_notes<T>(&self, take: impl FnOnce(&[Note]) -> (T, bool)) -> T {
+        match self.inner.current_core() {
+            Some(core) => core.ctx.accounting.take_notes(take),
+            None => {
+                self.inner.log_hint.store(0, Ordering::Relaxed);
+                take(&[]).0
+            }
+        }
+    }
+
+    /// The address of a counter that is non-zero while log notes or delivery errors wait
+    /// to be taken: a binding reads it on every call and takes them only then. Valid as
+    /// long as this client.
+    pub fn log_hint(&self) -> &AtomicU64 {
+        &self.inner.log_hint
+    }
+
+    /// Whether the client runs in `test_mode`.
+    pub fn is_test_mode(&self) -> bool {
+        self.inner.config.test_mode
+    }
+
+    /// In `test_mode`, the events kept so far as a JSON array (see [`TestEvents`]); `None`
+    /// otherwise.
+    pub fn test_events_json(&self) -> Option<String> {
+        if !self.inner.config.test_mode {
+            return None;
+        }
+        Some(match self.inner.current_core() {
+            Some(core) => core
+                .test_events
+                .as_ref()
+                .map_or_else(|| "[]".to_owned(), TestEvents::to_json),
+            None => "[]".to_owned(),
+        })
+    }
+
+    /// In `test_mode`, forgets the events kept so far; false otherwise.
+    pub fn clear_test_events(&self) -> bool {
+        if !self.inner.config.test_mode {
+            return false;
+        }
+        if let Some(test) = self
+            .inner
+            .current_core()
+            .and_then(|c| c.test_events.as_ref())
+        {
+            test.clear();
+        }
+        true
+    }
+
+    /// The counters in the Prometheus/OpenMetrics text format (see [`crate::metrics`]).
+    pub fn metrics_text(&self) -> String {
+        crate::metrics::render(&self.stats(), self.inner.config.name.as_deref())
     }
 
     /// Recent delivery errors with `seq > after_seq` (0 for all that are kept).

@@ -68,7 +68,47 @@ pub struct Config {
     pub project_id: Option<String>,
     pub api_secret: Option<String>,
     pub max_recent_errors: u64,
+    /// For the library's own sink (stderr, unless a log callback is set). Default warn.
     pub log_level: Level,
+    /// Keep events in memory for the host's tests instead of sending them.
+    pub test_mode: bool,
+    /// The most events `test_mode` keeps; beyond it they are dropped and counted.
+    pub test_mode_capacity: u64,
+    /// Mixpanel's data residency region; picks `api_host` unless that is given too.
+    pub region: Option<Region>,
+    /// An HTTP(S) proxy URL for every request (`none`: no proxy, not even the environment's).
+    pub proxy: Option<String>,
+    /// Trust the operating system's certificate store besides the bundled webpki roots.
+    pub tls_system_roots: bool,
+    /// A name for this client: the `client` label of its metrics.
+    pub name: Option<String>,
+}
+
+/// Mixpanel's ingestion hosts by data residency region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Region {
+    Us,
+    Eu,
+    In,
+}
+
+impl Region {
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text.trim().to_ascii_lowercase().as_str() {
+            "us" => Region::Us,
+            "eu" => Region::Eu,
+            "in" => Region::In,
+            _ => return None,
+        })
+    }
+
+    pub fn api_host(self) -> &'static str {
+        match self {
+            Region::Us => "https://api.mixpanel.com",
+            Region::Eu => "https://api-eu.mixpanel.com",
+            Region::In => "https://api-in.mixpanel.com",
+        }
+    }
 }
 
 impl fmt::Debug for Config {
@@ -113,6 +153,12 @@ pub const KEYS: &[&str] = &[
     "api_secret",
     "max_recent_errors",
     "log_level",
+    "test_mode",
+    "test_mode_capacity",
+    "region",
+    "proxy",
+    "tls_system_roots",
+    "name",
 ];
 
 /// A raw value for one key: from the JSON object, or from an environment variable.
@@ -193,7 +239,13 @@ impl Config {
             project_id: None,
             api_secret: None,
             max_recent_errors: 32,
-            log_level: Level::Off,
+            log_level: Level::Warn,
+            test_mode: false,
+            test_mode_capacity: 10_000,
+            region: None,
+            proxy: None,
+            tls_system_roots: false,
+            name: None,
         }
     }
 
@@ -215,9 +267,11 @@ impl Config {
         };
         let mut config = Self::new(String::new());
         let mut token_given = map.contains_key("token");
+        let mut host_given = false;
         for key in KEYS {
             if let Some(text) = env(&format!("BULKHEAD_{}", key.to_uppercase())) {
                 token_given |= *key == "token";
+                host_given |= *key == "api_host";
                 config.set(key, Raw::Env(&text))?;
             }
         }
@@ -225,6 +279,7 @@ impl Config {
             if !KEYS.contains(&key.as_str()) {
                 return Err(Error::invalid(format!("unknown config key `{key}`")));
             }
+            host_given |= key == "api_host";
             config.set(key, Raw::Json(value))?;
         }
         if !token_given {
@@ -232,6 +287,10 @@ impl Config {
                 "config key `token` is required (null for a client that only forwards \
                  messages carrying their own token)",
             ));
+        }
+        // `region` picks the host unless `api_host` was given (then the two must agree).
+        if let (Some(region), false) = (config.region, host_given) {
+            config.api_host = region.api_host().to_owned();
         }
         config.validate()?;
         Ok(config)
@@ -272,6 +331,19 @@ impl Config {
             "project_id" => self.project_id = Some(raw.string(key)?),
             "api_secret" => self.api_secret = Some(raw.string(key)?),
             "max_recent_errors" => self.max_recent_errors = raw.u64(key)?,
+            "test_mode" => self.test_mode = raw.bool(key)?,
+            "test_mode_capacity" => self.test_mode_capacity = raw.u64(key)?,
+            "region" => {
+                let text = raw.string(key)?;
+                self.region = Some(Region::parse(&text).ok_or_else(|| {
+                    Error::invalid(format!(
+                        "config key `region` must be one of us, eu, in (got `{text}`)"
+                    ))
+                })?)
+            }
+            "proxy" => self.proxy = Some(raw.string(key)?).filter(|p| !p.trim().is_empty()),
+            "tls_system_roots" => self.tls_system_roots = raw.bool(key)?,
+            "name" => self.name = Some(raw.string(key)?),
             "log_level" => {
                 let text = raw.string(key)?;
                 self.log_level = Level::parse(&text).ok_or_else(|| {
@@ -315,6 +387,31 @@ impl Config {
                 return Err(Error::invalid(format!(
                     "config key `{key}` must be between {min} and {max} (got {value})"
                 )));
+            }
+        }
+        if self.test_mode_capacity > 10_000_000 {
+            return Err(Error::invalid(
+                "config key `test_mode_capacity` must be at most 10000000",
+            ));
+        }
+        if let Some(region) = self.region {
+            if self.base_url() != region.api_host() {
+                return Err(Error::invalid(format!(
+                    "config keys `region` ({}) and `api_host` ({}) disagree; give one of them",
+                    region_name(region),
+                    self.base_url()
+                )));
+            }
+        }
+        if let Some(proxy) = &self.proxy {
+            let ok = proxy == "none"
+                || ["http://", "https://", "socks5://", "socks5h://"]
+                    .iter()
+                    .any(|s| proxy.starts_with(s));
+            if !ok {
+                return Err(Error::invalid(
+                    "config key `proxy` must be a URL (http://host:port, https://...) or `none`",
+                ));
             }
         }
         if self.max_recent_errors > 10_000 {
@@ -401,6 +498,14 @@ impl Config {
             password: String::new(),
             project_id: self.project_id.clone(),
         }
+    }
+}
+
+fn region_name(region: Region) -> &'static str {
+    match region {
+        Region::Us => "us",
+        Region::Eu => "eu",
+        Region::In => "in",
     }
 }
 
@@ -522,6 +627,48 @@ mod tests {
     fn batch_size_is_capped() {
         assert!(parse(r#"{"token":"t","batch_size":2001}"#).is_err());
         assert!(parse(r#"{"token":"t","batch_size":0}"#).is_err());
+    }
+
+    #[test]
+    fn region_picks_the_host_and_conflicts_are_refused() {
+        let eu = parse(r#"{"token":"t","region":"eu"}"#).unwrap();
+        assert_eq!(eu.base_url(), "https://api-eu.mixpanel.com");
+        let india = parse(r#"{"token":"t","region":"IN"}"#).unwrap();
+        assert_eq!(india.base_url(), "https://api-in.mixpanel.com");
+        assert_eq!(
+            parse(r#"{"token":"t"}"#).unwrap().base_url(),
+            "https://api.mixpanel.com"
+        );
+        // Both given and agreeing is fine; disagreeing is an error naming both keys.
+        assert!(
+            parse(r#"{"token":"t","region":"eu","api_host":"https://api-eu.mixpanel.com/"}"#)
+                .is_ok()
+        );
+        let err =
+            parse(r#"{"token":"t","region":"eu","api_host":"http://127.0.0.1:9"}"#).unwrap_err();
+        assert!(err.message().contains("region"), "{}", err.message());
+        let err = parse(r#"{"token":"t","region":"mars"}"#).unwrap_err();
+        assert!(err.message().contains("mars"), "{}", err.message());
+        // The environment's api_host counts as given too.
+        let env = |k: &str| (k == "BULKHEAD_API_HOST").then(|| "http://127.0.0.1:9".to_string());
+        assert!(Config::from_json_with_env(r#"{"token":"t","region":"us"}"#, env).is_err());
+    }
+
+    #[test]
+    fn new_keys_parse_and_validate() {
+        let c = parse(
+            r#"{"token":"t","test_mode":true,"test_mode_capacity":5,"proxy":"http://127.0.0.1:3128",
+                "tls_system_roots":true,"name":"web"}"#,
+        )
+        .unwrap();
+        assert!(c.test_mode && c.tls_system_roots);
+        assert_eq!(c.test_mode_capacity, 5);
+        assert_eq!(c.proxy.as_deref(), Some("http://127.0.0.1:3128"));
+        assert_eq!(c.name.as_deref(), Some("web"));
+        assert_eq!(c.log_level, Level::Warn, "warnings are on by default");
+        assert!(parse(r#"{"token":"t","proxy":"127.0.0.1:3128"}"#).is_err());
+        assert!(parse(r#"{"token":"t","proxy":"none"}"#).is_ok());
+        assert!(parse(r#"{"token":"t","test_mode":"yes"}"#).is_err());
     }
 
     #[test]

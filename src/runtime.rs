@@ -34,7 +34,28 @@ struct Slot {
 /// What `shutdown` stops and drops.
 struct Services {
     runtime: Runtime,
-    http: HashMap<Duration, reqwest::Client>,
+    http: HashMap<HttpOptions, reqwest::Client>,
+}
+
+/// Everything that changes the HTTP client; clients with equal options share one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HttpOptions {
+    pub connect_timeout: Duration,
+    /// A proxy for every request; `none` for none at all; `None` for the environment's
+    /// (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`, as reqwest reads them).
+    pub proxy: Option<String>,
+    /// Trust the system's certificate store besides the bundled webpki roots.
+    pub tls_system_roots: bool,
+}
+
+impl HttpOptions {
+    pub fn of(config: &crate::config::Config) -> Self {
+        Self {
+            connect_timeout: config.connect_timeout,
+            proxy: config.proxy.clone(),
+            tls_system_roots: config.tls_system_roots,
+        }
+    }
 }
 
 static SLOT: AtomicPtr<Slot> = AtomicPtr::new(std::ptr::null_mut());
@@ -109,18 +130,38 @@ pub fn handle() -> Result<Handle> {
     with_services(|s| Ok(s.runtime.handle().clone()))
 }
 
-/// The shared reqwest client (rustls, keep-alive pool) for a connect timeout.
-pub fn http_client(connect_timeout: Duration) -> Result<reqwest::Client> {
+/// The shared reqwest client (rustls, keep-alive pool) for these options.
+pub fn http_client(options: &HttpOptions) -> Result<reqwest::Client> {
     with_services(|services| {
-        if let Some(client) = services.http.get(&connect_timeout) {
+        if let Some(client) = services.http.get(options) {
             return Ok(client.clone());
         }
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
+            .tls_built_in_webpki_certs(true)
+            .tls_built_in_native_certs(options.tls_system_roots);
+        match options.proxy.as_deref() {
+            // Without the key reqwest reads the environment's proxy variables.
+            None => {}
+            Some("none") => builder = builder.no_proxy(),
+            Some(url) => {
+                // The key wins over HTTPS_PROXY/HTTP_PROXY; NO_PROXY still applies.
+                let proxy = reqwest::Proxy::all(url)
+                    .map_err(|e| {
+                        Error::invalid(format!(
+                            "config key `proxy` is not a usable proxy URL: {}",
+                            crate::transport::error_chain(&e)
+                        ))
+                    })?
+                    .no_proxy(reqwest::NoProxy::from_env());
+                builder = builder.proxy(proxy);
+            }
+        }
+        let client = builder
             // A redirect is not an acceptance: never follow one (it would resend as a GET).
             .redirect(reqwest::redirect::Policy::none())
             .https_only(false)
-            .connect_timeout(connect_timeout)
+            .connect_timeout(options.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
@@ -132,7 +173,7 @@ pub fn http_client(connect_timeout: Duration) -> Result<reqwest::Client> {
                     format!("could not build HTTP client: {e}"),
                 )
             })?;
-        services.http.insert(connect_timeout, client.clone());
+        services.http.insert(options.clone(), client.clone());
         Ok(client)
     })
 }

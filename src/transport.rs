@@ -275,14 +275,66 @@ fn network_error(e: &reqwest::Error) -> Verdict {
     } else {
         "network error"
     };
-    // Without the URL: it is not secret, but a stable message groups better.
-    let detail = std::error::Error::source(e)
-        .map(|s| format!(": {s}"))
+    // The host and port, never the whole URL (its query may name a project; the host is
+    // what an operator needs to see).
+    let to = e
+        .url()
+        .and_then(|u| {
+            let host = u.host_str()?;
+            Some(match u.port_or_known_default() {
+                Some(port) => format!(" to {host}:{port}"),
+                None => format!(" to {host}"),
+            })
+        })
         .unwrap_or_default();
+    let cause = source_chain(e);
+    let cause = if cause.is_empty() {
+        String::new()
+    } else {
+        format!(": {cause}")
+    };
     Verdict::Retry {
         status: 0,
         retry_after: None,
-        message: format!("{kind}{detail}"),
+        message: format!("{kind}{to}{cause}"),
+    }
+}
+
+/// The causes below `e`, outermost first, joined by ": " — without the wrappers' generic
+/// words ("client error (Connect)", "error sending request") or a text repeated by the
+/// next cause.
+fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut texts: Vec<String> = Vec::new();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        let generic = text.starts_with("client error (") || text.starts_with("error sending");
+        if !generic && !text.is_empty() && texts.last() != Some(&text) {
+            texts.push(text);
+        }
+        next = cause.source();
+    }
+    // Drop a text that merely contains the next one ("tcp connect error: refused" and then
+    // "refused"), keeping the more specific.
+    let mut out: Vec<&str> = Vec::new();
+    for (i, text) in texts.iter().enumerate() {
+        let repeated = texts[i + 1..]
+            .iter()
+            .any(|later| text.ends_with(later.as_str()) && text != later);
+        if !repeated {
+            out.push(text);
+        }
+    }
+    out.join(": ")
+}
+
+/// An error and its causes, for configuration errors built from reqwest's.
+pub fn error_chain(e: &reqwest::Error) -> String {
+    let chain = source_chain(e);
+    if chain.is_empty() {
+        e.to_string()
+    } else {
+        format!("{e}: {chain}")
     }
 }
 

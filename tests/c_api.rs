@@ -171,6 +171,19 @@ fn run(program: &Program, args: &[&str]) -> String {
         // SAFETY: kill has no memory preconditions; a negative pid names the group.
         unsafe { libc::kill(-group, libc::SIGKILL) };
     };
+    // Read both pipes while it runs: a program that writes more than a pipe holds (log
+    // lines on stderr) must not block on a reader that waits for it to exit.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut text);
+            }
+            String::from_utf8_lossy(&text).to_string()
+        })
+    };
+    let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
     let started = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -184,9 +197,8 @@ fn run(program: &Program, args: &[&str]) -> String {
         std::thread::sleep(Duration::from_millis(20));
     };
     kill_group();
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    let stdout = out.join().unwrap();
+    let stderr = err.join().unwrap();
     println!("--- {} ---\n{stdout}{stderr}", program.label);
     assert!(
         status.success(),
@@ -577,6 +589,25 @@ fn a_server_closing_mid_upload_cannot_kill_the_host_with_sigpipe() {
             assert_eq!(sent + rejected, 46, "{}", p.label);
             assert_eq!(mock.pending_faults(), 0, "{}: every fault was hit", p.label);
             assert_eq!(mock.stats().events, sent, "{}", p.label);
+        },
+    );
+}
+
+#[test]
+fn log_callback_flush_outcomes_metrics_and_test_mode() {
+    each_build(
+        "bindings/c/tests/host_behaviour.c",
+        |mock| {
+            mock.control()
+                .set_reject_property(Some("reject_me".into()), 400)
+        },
+        |p, mock, stdout| {
+            assert!(stdout.contains("host_behaviour: ok"), "{}", p.label);
+            // Only the two good events arrived; test mode sent nothing.
+            let names: Vec<_> = mock.events().iter().map(|e| e["event"].clone()).collect();
+            assert_eq!(names, vec![json!("ok 1"), json!("ok 2")], "{}", p.label);
+            assert!(mock.requests().iter().all(|r| r.path == "/track"));
+            assert!(!stdout.contains("\"kept\"") || stdout.contains("test events:"));
         },
     );
 }

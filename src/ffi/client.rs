@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::client::Client;
 use crate::config::Config;
-use crate::stats::errors_to_json;
+use crate::stats::{errors_to_json, notes_to_json};
 
 use super::panic::{boundary, boundary_or};
 use super::status::{bulkhead_status, fail, set_last_error, status_of};
@@ -52,6 +52,21 @@ pub struct bulkhead_stats {
     pub in_flight: u64,
     /// 0 closed, 1 open, 2 half-open.
     pub circuit_state: u32,
+    /// Delivery errors dropped from the ring of `max_recent_errors` to make room for newer
+    /// ones (appended: fields are only ever added at the end).
+    pub errors_overwritten: u64,
+}
+
+/// What `bulkhead_client_flush_ex` found: the events that failed or were rejected since
+/// the previous `bulkhead_client_flush_ex` on this client returned (each such event is
+/// reported by exactly one call, whichever thread makes it).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct bulkhead_flush_result {
+    /// Given up after retries, the retry budget, or at shutdown.
+    pub failed: u64,
+    /// Refused by the server.
+    pub rejected: u64,
 }
 
 /// Borrows a string argument or returns its status from the enclosing function.
@@ -414,6 +429,7 @@ pub unsafe extern "C" fn bulkhead_client_stats(
             queue_bytes: s.queue_bytes,
             in_flight: s.in_flight,
             circuit_state: s.circuit_state as u32,
+            errors_overwritten: s.errors_overwritten,
         };
         // SAFETY: non-null and writable per the contract.
         unsafe { *stats_out = out };
@@ -493,5 +509,174 @@ pub unsafe extern "C" fn bulkhead_client_take_errors(
             let status = unsafe { copy_out(json.as_bytes(), buf, len, written, false) };
             (status, status == bulkhead_status::Ok)
         })
+    })
+}
+
+/// As `bulkhead_client_flush`, and says how delivery went. `BULKHEAD_STATUS_OK`: every
+/// event resolved since the previous `bulkhead_client_flush_ex` was delivered.
+/// `BULKHEAD_STATUS_INCOMPLETE`: finished, but some events failed or were rejected since
+/// then. Both write `*result_out` (may be NULL). `BULKHEAD_STATUS_TIMEOUT`: the deadline
+/// passed first; nothing is written and the counts are kept for the next call.
+///
+/// # Safety
+/// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed).
+/// `result_out` must be NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn bulkhead_client_flush_ex(
+    client: *const bulkhead_client,
+    timeout_ms: u32,
+    result_out: *mut bulkhead_flush_result,
+) -> bulkhead_status {
+    boundary(|| {
+        let c = client!(client);
+        let outcome = match c.flush_outcome(ms(timeout_ms)) {
+            Ok(o) => o,
+            Err(e) => return fail(&e),
+        };
+        if !result_out.is_null() {
+            // SAFETY: non-null and writable per the contract.
+            unsafe {
+                *result_out = bulkhead_flush_result {
+                    failed: outcome.failed,
+                    rejected: outcome.rejected,
+                }
+            };
+        }
+        if outcome.failed + outcome.rejected == 0 {
+            bulkhead_status::Ok
+        } else {
+            set_last_error(&format!(
+                "flush finished: {} events failed and {} were rejected since the previous flush",
+                outcome.failed, outcome.rejected
+            ));
+            bulkhead_status::Incomplete
+        }
+    })
+}
+
+/// The address of a counter that is non-zero while log lines (`bulkhead_client_take_log`)
+/// or delivery errors (`bulkhead_client_take_errors`) wait to be taken. Bindings read it
+/// (an aligned 64-bit load) on every call and take only when it is non-zero, which keeps
+/// their hot path free of extra calls. Valid until the client is freed; NULL for a NULL
+/// client.
+///
+/// # Safety
+/// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed).
+#[no_mangle]
+pub unsafe extern "C" fn bulkhead_client_log_hint(client: *const bulkhead_client) -> *const u64 {
+    boundary_or(std::ptr::null(), || {
+        // SAFETY: as in `client!`.
+        unsafe { client.as_ref() }.map_or(std::ptr::null(), |h| h.client.log_hint().as_ptr())
+    })
+}
+
+/// Copies the log lines for the host's logger not taken before into `buf` as a
+/// NUL-terminated JSON array of `{"level":"warn","message":"..."}` (oldest first), and
+/// marks them taken; resets the `bulkhead_client_log_hint` counter. The lines: the first
+/// time the queue-size guard drops an event (and at each later take, how many more were
+/// dropped since), events abandoned by a close or shutdown deadline, delivery errors
+/// overwritten before they were read. Delivery errors themselves come from
+/// `bulkhead_client_take_errors`. Buffer protocol as for `bulkhead_client_take_errors`.
+///
+/// # Safety
+/// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed).
+/// `buf` must be NULL or writable for `len` bytes; `written` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn bulkhead_client_take_log(
+    client: *const bulkhead_client,
+    buf: *mut c_char,
+    len: usize,
+    written: *mut usize,
+) -> bulkhead_status {
+    boundary(|| {
+        let c = client!(client);
+        if buf.is_null() && len != 0 {
+            set_last_error("`buf` is NULL but its length is not 0");
+            return bulkhead_status::InvalidArgument;
+        }
+        c.take_notes(|notes| {
+            let json = notes_to_json(notes);
+            // SAFETY: as for `bulkhead_client_errors`.
+            let status = unsafe { copy_out(json.as_bytes(), buf, len, written, false) };
+            (status, status == bulkhead_status::Ok)
+        })
+    })
+}
+
+/// In `test_mode`, copies the events kept so far into `buf` as a NUL-terminated JSON array
+/// of `{"endpoint":"events"|"people"|"groups"|"imports","data":{...}}`, oldest first,
+/// `data` being the message exactly as it would have been sent. Buffer protocol as for
+/// `bulkhead_client_errors`. `BULKHEAD_STATUS_INVALID_ARGUMENT` if the client is not in
+/// `test_mode`.
+///
+/// # Safety
+/// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed).
+/// `buf` must be NULL or writable for `len` bytes; `written` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn bulkhead_client_test_events(
+    client: *const bulkhead_client,
+    buf: *mut c_char,
+    len: usize,
+    written: *mut usize,
+) -> bulkhead_status {
+    boundary(|| {
+        let c = client!(client);
+        if buf.is_null() && len != 0 {
+            set_last_error("`buf` is NULL but its length is not 0");
+            return bulkhead_status::InvalidArgument;
+        }
+        let Some(json) = c.test_events_json() else {
+            set_last_error("the client is not in test_mode");
+            return bulkhead_status::InvalidArgument;
+        };
+        // SAFETY: as for `bulkhead_client_errors`.
+        unsafe { copy_out(json.as_bytes(), buf, len, written, false) }
+    })
+}
+
+/// In `test_mode`, forgets the events kept so far. `BULKHEAD_STATUS_INVALID_ARGUMENT` if
+/// the client is not in `test_mode`.
+///
+/// # Safety
+/// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed).
+#[no_mangle]
+pub unsafe extern "C" fn bulkhead_client_test_clear(
+    client: *const bulkhead_client,
+) -> bulkhead_status {
+    boundary(|| {
+        if client!(client).clear_test_events() {
+            bulkhead_status::Ok
+        } else {
+            set_last_error("the client is not in test_mode");
+            bulkhead_status::InvalidArgument
+        }
+    })
+}
+
+/// Copies the client's counters and gauges into `buf` in the Prometheus text format
+/// (0.0.4): `# HELP`/`# TYPE` lines, counters as `bulkhead_<name>_total`, gauges
+/// (`bulkhead_queue_len`, `bulkhead_queue_bytes`, `bulkhead_in_flight`,
+/// `bulkhead_circuit_state`), labelled `client="<name>"` when the `name` key is set.
+/// NUL-terminated; buffer protocol as for `bulkhead_client_errors`.
+///
+/// # Safety
+/// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed).
+/// `buf` must be NULL or writable for `len` bytes; `written` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn bulkhead_client_metrics(
+    client: *const bulkhead_client,
+    buf: *mut c_char,
+    len: usize,
+    written: *mut usize,
+) -> bulkhead_status {
+    boundary(|| {
+        let c = client!(client);
+        if buf.is_null() && len != 0 {
+            set_last_error("`buf` is NULL but its length is not 0");
+            return bulkhead_status::InvalidArgument;
+        }
+        let text = c.metrics_text();
+        // SAFETY: as for `bulkhead_client_errors`.
+        unsafe { copy_out(text.as_bytes(), buf, len, written, false) }
     })
 }

@@ -16,11 +16,13 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod client;
+mod log;
 mod panic;
 mod status;
 mod strings;
 
 pub use client::*;
+pub use log::*;
 pub use status::*;
 
 #[cfg(test)]

@@ -34,6 +34,9 @@ pub enum bulkhead_status {
     Panic = 9,
     /// An internal failure (for example the runtime could not start).
     Internal = 10,
+    /// `bulkhead_client_flush_ex`: finished, but some events failed or were rejected (the
+    /// counts are in the result).
+    Incomplete = 11,
 }
 
 impl From<ErrorKind> for bulkhead_status {
@@ -134,6 +137,7 @@ pub extern "C" fn bulkhead_status_str(status: u32) -> *const c_char {
             8 => c"buffer too small",
             9 => c"internal panic",
             10 => c"internal error",
+            11 => c"finished, but some events failed or were rejected",
             _ => c"unknown status",
         };
         text.as_ptr()

@@ -35,7 +35,7 @@ int main(int argc, char **argv) {
     if (argc < 2) bh_die("usage: %s MOCK_URL", argv[0]);
     if (signal(SIGPIPE, SIG_DFL) == SIG_ERR) bh_die("signal");
     client = bh_client(argv[1],
-                       "\"gzip\":false,\"max_event_bytes\":8000000,\"batch_max_bytes\":8000000,"
+                       "\"gzip\":false,\"max_event_bytes\":8000000,"
                        "\"max_retries\":16,\"request_timeout_ms\":30000,\"pool_size\":2");
     for (i = 0; i < BIG_EVENTS + SMALL_EVENTS; i++) {
         size_t len = 0;

@@ -21,12 +21,13 @@ from ._ffi import version as _version
 from .client import (
     Client,
     DeliveryError,
+    FlushResult,
     Stats,
     set_exit_timeout,
     shutdown,
 )
 from .consumer import MixpanelConsumer, MixpanelException
-from .errors import ClosedError, Error, InternalError, TooLargeError
+from .errors import ClosedError, Error, InternalError, InvalidArgumentError, TooLargeError
 
 __version__ = "0.1.0"
 
@@ -40,7 +41,9 @@ __all__ = [
     "MixpanelException",
     "Stats",
     "DeliveryError",
+    "FlushResult",
     "Error",
+    "InvalidArgumentError",
     "ClosedError",
     "TooLargeError",
     "InternalError",

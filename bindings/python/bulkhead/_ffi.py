@@ -46,6 +46,8 @@ __all__ = [
     "STATUS_BUFFER_TOO_SMALL",
     "STATUS_PANIC",
     "STATUS_INTERNAL",
+    "STATUS_INCOMPLETE",
+    "FlushResult",
     "last_error",
     "status_str",
     "version",
@@ -63,6 +65,7 @@ STATUS_TIMEOUT = 7
 STATUS_BUFFER_TOO_SMALL = 8
 STATUS_PANIC = 9
 STATUS_INTERNAL = 10
+STATUS_INCOMPLETE = 11
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 _REPO_ROOT = os.path.normpath(os.path.join(_PKG_DIR, "..", "..", ".."))
@@ -147,7 +150,14 @@ class Stats(Structure):
         ("queue_bytes", c_uint64),
         ("in_flight", c_uint64),
         ("circuit_state", c_uint32),
+        ("errors_overwritten", c_uint64),
     ]
+
+
+class FlushResult(Structure):
+    """``bulkhead_flush_result``: events failed or rejected since the previous flush."""
+
+    _fields_ = [("failed", c_uint64), ("rejected", c_uint64)]
 
 
 lib, lib_path = _load()
@@ -191,6 +201,15 @@ _SIGNATURES = {
         _status,
         [_client_p, c_void_p, c_size_t, POINTER(c_size_t)],
     ),
+    "bulkhead_client_flush_ex": (_status, [_client_p, c_uint32, POINTER(FlushResult)]),
+    "bulkhead_client_log_hint": (c_void_p, [_client_p]),
+    "bulkhead_client_take_log": (_status, [_client_p, c_void_p, c_size_t, POINTER(c_size_t)]),
+    "bulkhead_client_test_events": (
+        _status,
+        [_client_p, c_void_p, c_size_t, POINTER(c_size_t)],
+    ),
+    "bulkhead_client_test_clear": (_status, [_client_p]),
+    "bulkhead_client_metrics": (_status, [_client_p, c_void_p, c_size_t, POINTER(c_size_t)]),
     "bulkhead_last_error": (_status, [c_void_p, c_size_t, POINTER(c_size_t)]),
     "bulkhead_status_str": (c_void_p, [c_uint32]),
     "bulkhead_version": (c_void_p, []),

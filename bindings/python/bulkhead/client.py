@@ -35,6 +35,7 @@ from .errors import ClosedError, Error, error_for
 __all__ = [
     "Client",
     "Stats",
+    "FlushResult",
     "DeliveryError",
     "set_exit_timeout",
     "shutdown",
@@ -54,6 +55,8 @@ _CIRCUIT = {0: "closed", 1: "open", 2: "half-open"}
 Properties = Optional[Mapping[str, Any]]
 Time = Union[_dt.datetime, _dt.date, int, float]
 ErrorHandler = Callable[["DeliveryError"], Any]
+#: A duration for the ``*_ms`` keys: milliseconds, or a ``datetime.timedelta``.
+Millis = Union[int, _dt.timedelta]
 
 # Bound once: attribute lookups on the CDLL are not free on the hot path.
 _track = _ffi.lib.bulkhead_track
@@ -68,6 +71,14 @@ _stats = _ffi.lib.bulkhead_client_stats
 _queue_len = _ffi.lib.bulkhead_client_queue_len
 _errors = _ffi.lib.bulkhead_client_errors
 _take_errors = _ffi.lib.bulkhead_client_take_errors
+_flush_ex = _ffi.lib.bulkhead_client_flush_ex
+_take_log = _ffi.lib.bulkhead_client_take_log
+_LEVELS = {
+    "error": logging.ERROR,
+    "warn": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+}
 
 _OK = _ffi.STATUS_OK
 _QUEUE_FULL = _ffi.STATUS_QUEUE_FULL
@@ -163,6 +174,34 @@ class Stats:
     queue_bytes: int
     in_flight: int
     circuit_state: str  # "closed", "open" or "half-open"
+    errors_overwritten: int = 0
+
+
+@dataclass(frozen=True)
+class FlushResult:
+    """What :meth:`Client.flush` found.
+
+    ``status`` is ``"delivered"`` (every event resolved since the previous flush was
+    delivered), ``"incomplete"`` (finished, but ``failed`` events failed and ``rejected``
+    were rejected since the previous flush; each such event is reported by one flush) or
+    ``"timed_out"`` (the deadline passed first; the counts go to the next flush). True
+    only when delivered.
+    """
+
+    status: str
+    failed: int = 0
+    rejected: int = 0
+
+    @property
+    def delivered(self) -> bool:
+        return self.status == "delivered"
+
+    @property
+    def timed_out(self) -> bool:
+        return self.status == "timed_out"
+
+    def __bool__(self) -> bool:
+        return self.status == "delivered"
 
 
 @dataclass(frozen=True)
@@ -188,6 +227,7 @@ class DeliveryError:
             seq=int(obj.get("seq") or 0),
             time_ms=int(obj.get("time_ms") or 0),
             endpoint=str(obj.get("endpoint") or ""),
+            # null (None) when there was no HTTP response, as in Ruby (nil).
             http_status=int(status) if isinstance(status, (int, float)) and status else None,
             events=int(obj.get("events") or 0),
             outcome=str(obj.get("outcome") or ""),
@@ -258,8 +298,9 @@ class Client:
     every keyword is passed to the library, which reports unknown
     keys and bad values (:class:`bulkhead.Error`). ``on_error`` receives each
     :class:`DeliveryError`; errors are also logged on the ``"bulkhead"`` logger. Both happen on
-    the thread calling ``flush``, ``close``, ``stats`` or (every ``error_check_interval``
-    calls) ``track`` and the other queueing methods.
+    the thread calling ``flush``, ``close``, ``stats`` or (when the library signals new
+    records, a memory read per call) ``track`` and the other queueing methods;
+    ``error_check_interval`` is kept for compatibility and ignored.
 
     Queueing methods return True when queued and False when the queue-size guard dropped the
     event; they never block and never raise on delivery trouble.
@@ -271,12 +312,84 @@ class Client:
         *,
         on_error: Optional[ErrorHandler] = None,
         error_check_interval: int = 1000,
+        api_host: Optional[str] = None,
+        allow_insecure_http: Optional[bool] = None,
+        queue_capacity: Optional[int] = None,
+        queue_max_bytes: Optional[int] = None,
+        pool_size: Optional[int] = None,
+        batch_size: Optional[int] = None,
+        batch_max_bytes: Optional[int] = None,
+        flush_interval_ms: Optional[Millis] = None,
+        connect_timeout_ms: Optional[Millis] = None,
+        request_timeout_ms: Optional[Millis] = None,
+        max_retries: Optional[int] = None,
+        backoff_initial_ms: Optional[Millis] = None,
+        backoff_max_ms: Optional[Millis] = None,
+        retry_budget_ms: Optional[Millis] = None,
+        circuit_failure_threshold: Optional[int] = None,
+        circuit_cooldown_ms: Optional[Millis] = None,
+        circuit_cooldown_max_ms: Optional[Millis] = None,
+        gzip: Optional[bool] = None,
+        max_event_bytes: Optional[int] = None,
+        shutdown_timeout_ms: Optional[Millis] = None,
+        service_account_username: Optional[str] = None,
+        service_account_secret: Optional[str] = None,
+        project_id: Optional[str] = None,
+        api_secret: Optional[str] = None,
+        max_recent_errors: Optional[int] = None,
+        log_level: Optional[str] = None,
+        test_mode: Optional[bool] = None,
+        test_mode_capacity: Optional[int] = None,
+        region: Optional[str] = None,
+        proxy: Optional[str] = None,
+        tls_system_roots: Optional[bool] = None,
+        name: Optional[str] = None,
         **config: Any,
     ) -> None:
         self._handle: Optional[int] = None
         self._closed = True
+        typed: Dict[str, Any] = {
+            "api_host": api_host,
+            "allow_insecure_http": allow_insecure_http,
+            "queue_capacity": queue_capacity,
+            "queue_max_bytes": queue_max_bytes,
+            "pool_size": pool_size,
+            "batch_size": batch_size,
+            "batch_max_bytes": batch_max_bytes,
+            "flush_interval_ms": flush_interval_ms,
+            "connect_timeout_ms": connect_timeout_ms,
+            "request_timeout_ms": request_timeout_ms,
+            "max_retries": max_retries,
+            "backoff_initial_ms": backoff_initial_ms,
+            "backoff_max_ms": backoff_max_ms,
+            "retry_budget_ms": retry_budget_ms,
+            "circuit_failure_threshold": circuit_failure_threshold,
+            "circuit_cooldown_ms": circuit_cooldown_ms,
+            "circuit_cooldown_max_ms": circuit_cooldown_max_ms,
+            "gzip": gzip,
+            "max_event_bytes": max_event_bytes,
+            "shutdown_timeout_ms": shutdown_timeout_ms,
+            "service_account_username": service_account_username,
+            "service_account_secret": service_account_secret,
+            "project_id": project_id,
+            "api_secret": api_secret,
+            "max_recent_errors": max_recent_errors,
+            "log_level": log_level,
+            "test_mode": test_mode,
+            "test_mode_capacity": test_mode_capacity,
+            "region": region,
+            "proxy": proxy,
+            "tls_system_roots": tls_system_roots,
+            "name": name,
+        }
+        for key, value in typed.items():
+            if value is not None:
+                config[key] = value
         if token is not None:
             config["token"] = token
+        # The library's own lines reach the "bulkhead" logger through take_log; keep its
+        # stderr default quiet unless asked for.
+        config.setdefault("log_level", "off")
         for key, value in list(config.items()):
             if isinstance(value, _dt.timedelta):  # convenience for *_ms keys
                 config[key] = int(value.total_seconds() * 1000)
@@ -289,6 +402,10 @@ class Client:
         if status != _OK:
             raise error_for(status)
         self._handle = out.value
+        hint = _ffi.lib.bulkhead_client_log_hint(self._handle)
+        # A counter the library makes non-zero when log lines or delivery errors wait:
+        # read (a plain memory load) on every call, so the hot path makes no extra call.
+        self._hint = ctypes.c_uint64.from_address(hint) if hint else ctypes.c_uint64(0)
         self._closed = False
         self._close_result: Optional[bool] = None
         self._on_error = on_error
@@ -317,9 +434,7 @@ class Client:
     # --- queueing (the hot path) ---------------------------------------------------------
 
     def _done(self, status: int) -> bool:
-        self._calls += 1
-        if self._calls >= self._interval:
-            self._calls = 0
+        if self._hint.value:
             self._poll_errors(blocking=False)
         if status == _OK:
             return True
@@ -464,19 +579,24 @@ class Client:
 
     # --- waiting, closing, observing ----------------------------------------------------
 
-    def flush(self, timeout: Optional[float] = 2.0) -> bool:
+    def flush(self, timeout: Optional[float] = 2.0) -> FlushResult:
         """Sends everything queued so far and waits at most ``timeout`` seconds.
 
-        True when everything was resolved (delivered, rejected or failed), False when the
-        deadline passed first (the events stay queued). The GIL is released while waiting.
+        Returns a :class:`FlushResult`: ``"delivered"``, ``"incomplete"`` (with how many
+        events failed or were rejected since the previous flush) or ``"timed_out"`` (the
+        events stay queued). It is true only when delivered. The GIL is released while
+        waiting.
         """
         ms = _timeout_ms(timeout, _DEFAULT_FLUSH_MS)
-        status = _flush(self._h(), ms)
+        out = _ffi.FlushResult()
+        status = _flush_ex(self._h(), ms, ctypes.byref(out))
         self._poll_errors()
         if status == _OK:
-            return True
+            return FlushResult("delivered")
+        if status == _ffi.STATUS_INCOMPLETE:
+            return FlushResult("incomplete", int(out.failed), int(out.rejected))
         if status == _TIMEOUT:
-            return False
+            return FlushResult("timed_out")
         if status == _CLOSED:
             self._closed = True
         raise error_for(status)
@@ -532,7 +652,38 @@ class Client:
             queue_bytes=s.queue_bytes,
             in_flight=s.in_flight,
             circuit_state=_CIRCUIT.get(s.circuit_state, str(s.circuit_state)),
+            errors_overwritten=s.errors_overwritten,
         )
+
+    def test_events(self) -> List[Dict[str, Any]]:
+        """In ``test_mode``: the events kept so far, oldest first, each
+        ``{"endpoint": "events"|"people"|"groups"|"imports", "data": {...}}`` with ``data``
+        exactly as it would have been sent. :class:`bulkhead.Error` otherwise."""
+        return self._read_errors(_ffi.lib.bulkhead_client_test_events)
+
+    def clear_test_events(self) -> None:
+        """In ``test_mode``: forgets the events kept so far."""
+        status = _ffi.lib.bulkhead_client_test_clear(self._handle)
+        if status != _OK:
+            raise error_for(status)
+
+    def metrics_text(self) -> str:
+        """The counters and gauges in the Prometheus text format (0.0.4), labelled
+        ``client="<name>"`` when the ``name`` key is set."""
+        if self._handle is None:
+            return ""
+        size = 8192
+        written = ctypes.c_size_t(0)
+        while True:
+            buf = ctypes.create_string_buffer(size)
+            status = _ffi.lib.bulkhead_client_metrics(
+                self._handle, buf, size, ctypes.byref(written)
+            )
+            if status == _OK:
+                return ctypes.string_at(buf, written.value).decode("utf-8", "replace")
+            if status != _ffi.STATUS_BUFFER_TOO_SMALL:
+                raise error_for(status)
+            size = max(int(written.value), size * 2)
 
     @property
     def queue_size(self) -> int:
@@ -571,12 +722,18 @@ class Client:
         if not self._lock.acquire(blocking):
             return
         try:
+            # Log lines first: taking them resets the hint, so anything newer sets it again.
+            notes = self._read_errors(_take_log)
             fresh = [DeliveryError.from_json(o) for o in self._read_errors(_take_errors)]
         except Exception:  # pragma: no cover - observability must never break the caller
             logger.debug("bulkhead: could not read delivery errors", exc_info=True)
             return
         finally:
             self._lock.release()
+        for note in notes:
+            if isinstance(note, dict):
+                level = _LEVELS.get(str(note.get("level")), logging.WARNING)
+                logger.log(level, "%s", note.get("message", ""))
         for err in fresh:
             logger.warning(
                 "delivery error: %s on %s (%s events, http %s): %s",

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from typing import Any, Optional, Tuple, Type, Union
 
-from . import _ffi
 from .client import Client, ErrorHandler, Stats
+from .errors import ClosedError
 
 __all__ = ["MixpanelConsumer", "MixpanelException"]
 
@@ -37,7 +37,7 @@ class MixpanelException(Exception):
 
 def _exception_class() -> Type[Exception]:
     try:
-        from mixpanel import MixpanelException as mp_exc  # type: ignore[import-not-found]
+        from mixpanel import MixpanelException as mp_exc  # type: ignore[import-not-found,import-untyped,unused-ignore]
 
         return mp_exc  # type: ignore[no-any-return]
     except Exception:
@@ -101,19 +101,18 @@ class MixpanelConsumer:
             return False
         try:
             return client.send(endpoint, json_message, api_key or None, api_secret or None)
+        except ClosedError:
+            return False
         except TypeError as e:
             raise _exception_class()(str(e)) from None
         except ValueError as e:
-            status = getattr(e, "status", None)
-            if status == _ffi.STATUS_CLOSED:
-                return False
             raise _exception_class()(f"bulkhead: {e}") from None
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Waits (bounded) until what was sent so far is delivered; never raises."""
         try:
-            return self.client.flush(self.flush_timeout if timeout is None else timeout)
-        except ValueError:
+            return bool(self.client.flush(self.flush_timeout if timeout is None else timeout))
+        except ClosedError:
             return False
 
     def close(self, timeout: Optional[float] = None) -> bool:

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from . import _ffi
 
-__all__ = ["Error", "ClosedError", "TooLargeError", "InternalError", "error_for"]
+__all__ = [
+    "Error",
+    "InvalidArgumentError",
+    "ClosedError",
+    "TooLargeError",
+    "InternalError",
+    "error_for",
+]
 
 
-class Error(ValueError):
-    """Invalid input reported by the library (its message comes from ``bulkhead_last_error``).
+class Error(Exception):
+    """Base of every exception the library reports (its message comes from
+    ``bulkhead_last_error``).
 
     ``status`` is the ``bulkhead_status`` code and ``status_name`` its English name.
     """
@@ -19,11 +27,17 @@ class Error(ValueError):
         self.status_name = _ffi.status_str(status)
 
 
+class InvalidArgumentError(Error, ValueError):
+    """Invalid input: bad arguments, unknown config keys, bad JSON or UTF-8. Also a
+    ``ValueError``."""
+
+
 class ClosedError(Error):
-    """The client (or the library, after ``bulkhead_shutdown``) is closed."""
+    """The client (or the library, after ``bulkhead_shutdown``) is closed. Not a
+    ``ValueError``: the input was fine."""
 
 
-class TooLargeError(Error):
+class TooLargeError(InvalidArgumentError):
     """The event is larger than ``max_event_bytes`` (counted in ``dropped_too_large``)."""
 
 
@@ -40,4 +54,4 @@ def error_for(status: int) -> Error:
         return TooLargeError(text, status)
     if status in (_ffi.STATUS_PANIC, _ffi.STATUS_INTERNAL):
         return InternalError(text, status)
-    return Error(text, status)
+    return InvalidArgumentError(text, status)

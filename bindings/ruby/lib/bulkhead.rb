@@ -10,13 +10,27 @@ require_relative "bulkhead/mixpanel_consumer"
 module Bulkhead
   @exit_lock = Mutex.new
   @exit_hook = false
+  @clients = ObjectSpace::WeakMap.new
 
   class << self
     # Flushes and stops every client within `timeout` seconds (default: the largest
     # shutdown_timeout_ms of the open clients, 2 s if none). Called at exit.
+    # What was abandoned is logged to each client's logger, on this thread.
     def shutdown(timeout: nil)
       ms = timeout.nil? ? Native::TIMEOUT_CONFIGURED : Native.millis(timeout)
-      Native.bulkhead_shutdown(ms) == Native::OK
+      ok = Native.bulkhead_shutdown(ms) == Native::OK
+      report_all
+      ok
+    end
+
+    def register_client(client) # :nodoc:
+      @clients[client] = true
+    end
+
+    def report_all # :nodoc:
+      @clients.each_key(&:report_errors)
+    rescue StandardError
+      nil
     end
 
     # The native library's version.
@@ -31,7 +45,10 @@ module Bulkhead
       @exit_lock.synchronize do
         unless @exit_hook
           @exit_hook = true
-          at_exit { Native.bulkhead_shutdown(Native::TIMEOUT_CONFIGURED) }
+          at_exit do
+            Native.bulkhead_shutdown(Native::TIMEOUT_CONFIGURED)
+            report_all
+          end
         end
       end
     end

@@ -105,7 +105,8 @@ class ClientTest < BulkheadTest::Test
     assert c.flush(timeout: 10)
     s = c.stats
     expected = %i[enqueued dropped_queue_full dropped_too_large dropped_invalid dropped_shutdown sent
-                  rejected failed retries requests bytes_sent queue_len queue_bytes in_flight circuit_state]
+                  rejected failed retries requests bytes_sent queue_len queue_bytes in_flight circuit_state
+                  errors_overwritten]
     assert_equal expected.sort, s.keys.sort
     assert_equal 3, s[:enqueued]
     assert_equal 3, s[:sent]

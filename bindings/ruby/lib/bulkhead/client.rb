@@ -10,25 +10,52 @@ module Bulkhead
   class Client
     CIRCUIT_STATES = %i[closed open half_open].freeze
     ERRORS_BUFFER = 8192
+    LOG_LEVELS = { "error" => Logger::ERROR, "warn" => Logger::WARN, "info" => Logger::INFO,
+                   "debug" => Logger::DEBUG }.freeze
+
+    # What #flush found. status: :delivered (every event resolved since the previous flush
+    # was delivered), :incomplete (finished; `failed` events failed and `rejected` were
+    # rejected since the previous flush, each reported by one flush) or :timed_out (the
+    # deadline passed first; the counts go to the next flush). Always truthy: ask
+    # #delivered?.
+    FlushResult = Struct.new(:status, :failed, :rejected) do
+      def delivered? = status == :delivered
+      def incomplete? = status == :incomplete
+      def timed_out? = status == :timed_out
+    end
 
     attr_reader :logger
 
-    # token: the Mixpanel project token. config: any core config key as a keyword
-    # (api_host:, queue_capacity:, flush_interval_ms:, ...; see README).
+    # token: the Mixpanel project token. config: any core config key as a keyword, e.g.
+    # api_host:, region: (:us, :eu, :in), proxy:, tls_system_roots:, queue_capacity:,
+    # queue_max_bytes:, pool_size:, batch_size:, batch_max_bytes:, flush_interval_ms:,
+    # connect_timeout_ms:, request_timeout_ms:, max_retries:, backoff_initial_ms:,
+    # backoff_max_ms:, retry_budget_ms:, circuit_failure_threshold:, circuit_cooldown_ms:,
+    # circuit_cooldown_max_ms:, gzip:, max_event_bytes:, shutdown_timeout_ms:,
+    # service_account_username:, service_account_secret:, project_id:, api_secret:,
+    # max_recent_errors:, log_level: (the library's own stderr lines; default :off here,
+    # since they reach `logger`), test_mode:, test_mode_capacity:, name: (the metrics
+    # label). The README's configuration table says what each does.
     # on_error: a callable given each new delivery error (a Hash) from the thread calling
-    # flush, close or stats. logger: where new delivery errors are logged at warn
+    # flush, close, stats or (when the library signals new records) a queueing method.
+    # logger: where delivery errors and the library's log lines (the first queue-full
+    # drop, events abandoned at close or exit, ...) go, on those same Ruby threads
     # (default a Logger on stderr at warn; nil to silence).
     def initialize(token:, on_error: nil, logger: :default, **config)
       config = config.transform_keys(&:to_s).transform_values { |v| v.is_a?(Symbol) ? v.to_s : v }
+      config["log_level"] ||= "off"
       json = JSON.generate(config.merge("token" => token))
       out = FFI::MemoryPointer.new(:pointer)
       status = Native.bulkhead_client_new(json, json.bytesize, out)
       raise Native.error_for(status) unless status == Native::OK
 
       @ptr = FFI::AutoPointer.new(out.read_pointer, Native.method(:bulkhead_client_free))
+      # Non-zero while log lines or delivery errors wait: a memory read per call.
+      @hint = Native.bulkhead_client_log_hint(@ptr)
       @on_error = on_error
       @logger = logger == :default ? Logger.new($stderr, level: Logger::WARN, progname: "bulkhead") : logger
       Bulkhead.register_exit_hook
+      Bulkhead.register_client(self)
     end
 
     # Queues an event for /track. properties: a Hash (merged into the event's properties).
@@ -108,11 +135,18 @@ module Bulkhead
     end
 
     # Sends everything queued so far and waits at most `timeout` seconds (other Ruby threads
-    # keep running). true when all of it was resolved, false when the deadline passed first.
+    # keep running). Returns a FlushResult: :delivered, :incomplete (with counts) or
+    # :timed_out.
     def flush(timeout: 2.0)
-      status = Native.bulkhead_client_flush(@ptr, millis(timeout))
+      out = Native::FlushResultStruct.new
+      status = Native.bulkhead_client_flush_ex(@ptr, millis(timeout), out.pointer)
       report_errors
-      finished?(status)
+      case status
+      when Native::OK then FlushResult.new(:delivered, 0, 0)
+      when Native::INCOMPLETE then FlushResult.new(:incomplete, out[:failed], out[:rejected])
+      when Native::TIMEOUT then FlushResult.new(:timed_out, 0, 0)
+      else raise Native.error_for(status)
+      end
     end
 
     # Flushes for at most `timeout` seconds (default: the configured shutdown_timeout_ms), then
@@ -148,6 +182,36 @@ module Bulkhead
       read_errors { |buf, len, written| Native.bulkhead_client_errors(@ptr, after_seq, buf, len, written) }
     end
 
+    # In test_mode: the events kept so far, oldest first, as Hashes
+    # {endpoint: "events"|"people"|"groups"|"imports", data: {...}} (data exactly as it
+    # would have been sent). InvalidArgumentError when not in test_mode.
+    def test_events
+      read_errors { |buf, len, written| Native.bulkhead_client_test_events(@ptr, buf, len, written) }
+    end
+
+    # In test_mode: forgets the events kept so far.
+    def clear_test_events
+      status = Native.bulkhead_client_test_clear(@ptr)
+      raise Native.error_for(status) unless status == Native::OK
+
+      nil
+    end
+
+    # The counters and gauges in the Prometheus text format (0.0.4).
+    def metrics_text
+      read_text { |buf, len, written| Native.bulkhead_client_metrics(@ptr, buf, len, written) }
+    end
+
+    # Hands waiting log lines and delivery errors to the logger and on_error (also called
+    # by Bulkhead.shutdown at exit).
+    def report_errors
+      notes = read_errors { |buf, len, written| Native.bulkhead_client_take_log(@ptr, buf, len, written) }
+      notes.each { |n| @logger&.add(LOG_LEVELS.fetch(n[:level], Logger::WARN), n[:message]) }
+      report_delivery_errors
+    rescue StandardError => e
+      @logger&.warn("error reporting failed: #{e.class}: #{e.message}")
+    end
+
     def inspect
       "#<#{self.class.name} queue_size=#{queue_size}>"
     end
@@ -155,6 +219,7 @@ module Bulkhead
     private
 
     def queued(status)
+      report_errors if @hint.read_uint64 != 0
       return true if status == Native::OK
       return false if status == Native::QUEUE_FULL
 
@@ -168,8 +233,12 @@ module Bulkhead
       raise Native.error_for(status)
     end
 
-    # Runs the block with (buf, len, written), growing buf until the JSON array fits.
-    def read_errors
+    def read_errors(&block)
+      JSON.parse(read_text(&block), symbolize_names: true)
+    end
+
+    # Runs the block with (buf, len, written), growing buf until the text fits.
+    def read_text
       len = ERRORS_BUFFER
       written = FFI::MemoryPointer.new(:size_t)
       loop do
@@ -177,8 +246,7 @@ module Bulkhead
         status = yield(buf, len, written)
         case status
         when Native::OK
-          text = buf.read_string(written.read(:size_t)).force_encoding(Encoding::UTF_8)
-          return JSON.parse(text, symbolize_names: true)
+          return buf.read_string(written.read(:size_t)).force_encoding(Encoding::UTF_8)
         when Native::BUFFER_TOO_SMALL
           len = [written.read(:size_t), len * 2].max
         else
@@ -188,7 +256,7 @@ module Bulkhead
     end
 
     # Passes new delivery errors to on_error and the logger, on the calling Ruby thread.
-    def report_errors
+    def report_delivery_errors
       return if @on_error.nil? && @logger.nil?
 
       # The library keeps which errors were handed out (per process: a forked child starts fresh).

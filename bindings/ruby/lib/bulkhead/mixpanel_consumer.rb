@@ -41,9 +41,11 @@ module Bulkhead
       false
     end
 
-    # Waits (at most `timeout` seconds) for what was queued to be delivered; true if it was.
+    # Waits (at most `timeout` seconds) for what was queued to be delivered; true if every
+    # event was (mixpanel-ruby's consumers answer a boolean too). The client's own `flush`
+    # returns the full FlushResult.
     def flush(timeout: 2.0)
-      @client.flush(timeout: timeout)
+      @client.flush(timeout: timeout).delivered?
     rescue ClosedError
       false
     end

@@ -52,7 +52,7 @@ module Bulkhead
     LIBRARY_PATH = load_library
 
     STATUS = %i[ok queue_full invalid_argument invalid_utf8 invalid_json too_large closed
-                timeout buffer_too_small panic internal].freeze
+                timeout buffer_too_small panic internal incomplete].freeze
     STATUS.each_with_index { |name, i| const_set(name.upcase, i) }
 
     # bulkhead_stats
@@ -71,7 +71,13 @@ module Bulkhead
              :queue_len, :uint64,
              :queue_bytes, :uint64,
              :in_flight, :uint64,
-             :circuit_state, :uint32
+             :circuit_state, :uint32,
+             :errors_overwritten, :uint64
+    end
+
+    # bulkhead_flush_result
+    class FlushResultStruct < FFI::Struct
+      layout :failed, :uint64, :rejected, :uint64
     end
 
     # Strings are passed as :pointer (a Ruby String or nil) with an explicit length.
@@ -93,6 +99,12 @@ module Bulkhead
     attach_function :bulkhead_client_queue_len, [:pointer], :uint64
     attach_function :bulkhead_client_errors, %i[pointer uint64 pointer size_t pointer], :int
     attach_function :bulkhead_client_take_errors, %i[pointer pointer size_t pointer], :int
+    attach_function :bulkhead_client_flush_ex, %i[pointer uint32 pointer], :int, blocking: true
+    attach_function :bulkhead_client_log_hint, [:pointer], :pointer
+    attach_function :bulkhead_client_take_log, %i[pointer pointer size_t pointer], :int
+    attach_function :bulkhead_client_test_events, %i[pointer pointer size_t pointer], :int
+    attach_function :bulkhead_client_test_clear, [:pointer], :int
+    attach_function :bulkhead_client_metrics, %i[pointer pointer size_t pointer], :int
     attach_function :bulkhead_last_error, %i[pointer size_t pointer], :int
     attach_function :bulkhead_status_str, [:uint32], :string
     attach_function :bulkhead_version, [], :string

@@ -1,0 +1,112 @@
+"""Behaviour a host expects: log lines on the host's logger, test mode, honest flush
+results, metrics text, errors that are not ValueErrors when the input was fine."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+import pytest
+
+import bulkhead
+from conftest import Mock
+
+
+def _closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = int(s.getsockname()[1])
+    s.close()
+    return port
+
+
+def test_test_mode_keeps_events_and_sends_nothing(mock: Mock, config: Any) -> None:
+    with bulkhead.Client(**config(test_mode=True, test_mode_capacity=2)) as c:
+        assert c.track("u1", "Signed up", {"plan": "pro"})
+        assert c.people_set("u1", {"name": "A"})
+        assert c.track("u1", "over the cap") is False
+        events = c.test_events()
+        assert [e["endpoint"] for e in events] == ["events", "people"]
+        assert events[0]["data"]["event"] == "Signed up"
+        assert events[0]["data"]["properties"]["plan"] == "pro"
+        assert "$insert_id" in events[0]["data"]["properties"]
+        c.clear_test_events()
+        assert c.test_events() == []
+        assert c.flush(5.0)
+    assert mock.stats()["requests"] == 0
+    with bulkhead.Client(**config()) as normal:
+        with pytest.raises(bulkhead.InvalidArgumentError):
+            normal.test_events()
+
+
+def test_flush_says_delivered_incomplete_or_timed_out(mock: Mock, config: Any) -> None:
+    port = _closed_port()
+    with bulkhead.Client(**config(max_retries=0)) as c:
+        assert c.track("u", "ok")
+        r = c.flush(5.0)
+        assert r and r.delivered and r.status == "delivered"
+    cfg = config(max_retries=0)
+    cfg["api_host"] = f"http://127.0.0.1:{port}"
+    with bulkhead.Client(**cfg) as c:
+        assert c.track("u", "lost")
+        r = c.flush(5.0)
+        assert not r
+        assert (r.status, r.failed, r.rejected) == ("incomplete", 1, 0)
+        # Reported once.
+        assert c.flush(5.0).status == "delivered"
+
+
+def test_log_lines_reach_the_logger_on_the_calling_thread(
+    mock: Mock, config: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    mock.post("down?mode=hang")
+    cfg = config(queue_capacity=1, request_timeout_ms=60000)
+    c = bulkhead.Client(**cfg)
+    with caplog.at_level(logging.INFO, logger="bulkhead"):
+        assert c.track("u", "held")
+        assert c.track("u", "dropped") is False
+        # The next call sees the library's hint and logs the one-time warning.
+        assert c.track("u", "dropped again") is False
+        warnings = [r for r in caplog.records if "queue full" in r.getMessage()]
+        assert len(warnings) == 1, caplog.text
+        caplog.clear()
+        assert c.close(0.0) is False
+        assert "1 undelivered events were abandoned" in caplog.text, caplog.text
+    mock.post("down?mode=up")
+
+
+def test_network_errors_name_host_and_cause(config: Any, caplog: pytest.LogCaptureFixture) -> None:
+    port = _closed_port()
+    cfg = config(max_retries=0)
+    cfg["api_host"] = f"http://127.0.0.1:{port}"
+    with caplog.at_level(logging.WARNING, logger="bulkhead"):
+        with bulkhead.Client(**cfg) as c:
+            c.track("u", "e")
+            c.flush(5.0)
+            err = c.errors()[-1]
+    assert err.http_status is None
+    assert f"could not connect to 127.0.0.1:{port}" in err.message
+    assert f"127.0.0.1:{port}" in caplog.text
+
+
+def test_metrics_text(mock: Mock, config: Any) -> None:
+    with bulkhead.Client(**config(name="py")) as c:
+        c.track("u", "e")
+        assert c.flush(5.0)
+        text = c.metrics_text()
+    assert '# TYPE bulkhead_sent_total counter' in text
+    assert 'bulkhead_sent_total{client="py"} 1' in text
+    assert 'bulkhead_queue_len{client="py"} 0' in text
+
+
+def test_closed_error_is_not_a_value_error(config: Any) -> None:
+    c = bulkhead.Client(**config())
+    c.close()
+    with pytest.raises(bulkhead.ClosedError) as info:
+        c.track("u", "e")
+    assert not isinstance(info.value, ValueError)
+    assert isinstance(info.value, bulkhead.Error)
+    with pytest.raises(ValueError):
+        bulkhead.Client(**config(pool_sise=3))
+    assert bulkhead.Client(**config()).stats().errors_overwritten == 0
