@@ -162,6 +162,10 @@ fn run(program: &Program, args: &[&str]) -> String {
             cmd.env_remove(key);
         }
     }
+    // cargo points LD_LIBRARY_PATH at target/<profile>, which wins over the program's
+    // RUNPATH: a stale libbulkhead.so left there by an earlier `cargo build` would be
+    // tested instead of the one this run built.
+    cmd.env_remove("LD_LIBRARY_PATH");
     // Its own process group, so that a process it forked and lost (a hung child of a fork
     // test) is killed with it instead of holding its output pipes open forever.
     cmd.process_group(0);
@@ -477,6 +481,16 @@ fn forks_among_busy_threads_never_hang_a_child() {
             assert_eq!(reported(stdout, "forks=", "hung"), 0, "{}", p.label);
             assert_eq!(reported(stdout, "forks=", "failed"), 0, "{}", p.label);
         },
+    );
+}
+
+/// The log callback is never called on a host thread from the hot path.
+#[test]
+fn the_log_callback_never_runs_on_a_tracking_thread() {
+    each_build(
+        "bindings/c/tests/log_threads.c",
+        |mock| mock.set_down(DownMode::Hang),
+        |p, _, stdout| assert!(stdout.contains("log_threads: ok"), "{}", p.label),
     );
 }
 
