@@ -1,16 +1,24 @@
 //! Generates the C header with cbindgen into OUT_DIR; `make header` (BULKHEAD_BLESS_HEADER=1)
 //! also writes it to the committed `include/bulkhead.h`. A unit test fails when the two
 //! differ, so the committed header can never drift from the code.
+//!
+//! On Linux it also shapes the shared library: a SONAME of `libbulkhead.so.<major>` (what
+//! `make install` links to the versioned file) and a linker version script that exports only
+//! the `bulkhead_*` symbols (`tests/exports.rs` keeps it so).
 
 use std::path::PathBuf;
 
 fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=src/ffi");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-env-changed=BULKHEAD_BLESS_HEADER");
     let crate_dir =
         PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+
+    shape_shared_library(&out_dir);
+
     let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
         .expect("cbindgen.toml is valid");
     let bindings = cbindgen::Builder::new()
@@ -25,4 +33,27 @@ fn main() {
         std::fs::copy(&generated, crate_dir.join("include/bulkhead.h"))
             .expect("write include/bulkhead.h");
     }
+}
+
+/// SONAME and exported symbols of the cdylib, for ELF targets linked by a GNU-compatible linker.
+fn shape_shared_library(out_dir: &std::path::Path) {
+    let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    let env = std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
+    if !matches!(os.as_str(), "linux" | "android" | "freebsd") || env == "msvc" {
+        return;
+    }
+    let major = std::env::var("CARGO_PKG_VERSION_MAJOR").expect("cargo sets the version");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libbulkhead.so.{major}");
+    // Only the C API is exported; everything else (Rust's, tokio's, ring's symbols) stays local,
+    // so the library cannot interpose on or clash with another copy of them in the host.
+    let script = out_dir.join("bulkhead.map");
+    std::fs::write(
+        &script,
+        "{\n  global:\n    bulkhead_*;\n  local:\n    *;\n};\n",
+    )
+    .expect("write the linker version script");
+    println!(
+        "cargo:rustc-cdylib-link-arg=-Wl,--version-script={}",
+        script.display()
+    );
 }
