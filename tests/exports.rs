@@ -12,12 +12,12 @@ use std::process::Command;
 fn library() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let deps = exe.parent().expect("target/<profile>/deps");
-    let dirs = [Some(deps), deps.parent()];
-    dirs.into_iter()
+    let found = [Some(deps), deps.parent()]
+        .into_iter()
         .flatten()
         .map(|d| d.join("libbulkhead.so"))
-        .find(|lib| lib.is_file())
-        .unwrap_or_else(|| panic!("libbulkhead.so not found beside {}", exe.display()))
+        .find(|lib| lib.is_file());
+    found.unwrap_or_else(|| panic!("libbulkhead.so not found beside {}", exe.display()))
 }
 
 fn run(tool: &str, args: &[&str], lib: &PathBuf) -> String {
