@@ -31,7 +31,7 @@ LIB_SOURCES := Cargo.toml Cargo.lock build.rs cbindgen.toml $(shell find src -na
 # Root, or sudo when there is one, for apt-get.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
 
-.PHONY: all build header lint test test-rust test-c test-ruby test-python deps-ruby deps-python \
+.PHONY: all build header lint test test-rust test-c test-ruby test-python deps-ruby deps-python deps-c \
         test-install test-gems test-python-dist gems python-dist demo bench install uninstall clean
 
 all: build
@@ -97,7 +97,13 @@ test-python: build deps-python
 # --- C packaging: install into a throw-away PREFIX, check the files and links, link a
 # program statically through pkg-config --static (Libs.private) and one dynamically through
 # the SONAME, run both, uninstall.
-test-install: $(LIB) $(STATICLIB) $(MOCK)
+deps-c:
+	@if ! command -v pkg-config >/dev/null 2>&1; then \
+	  echo "installing pkg-config from Debian's packages"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq pkg-config; \
+	fi
+
+test-install: $(LIB) $(STATICLIB) $(MOCK) deps-c
 	@set -euo pipefail; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	prefix=$$tmp/prefix; lib=$$prefix/lib; \
 	if $(MAKE) --no-print-directory -n install PREFIX=$$prefix | grep -q '$(CARGO) '; then \
@@ -115,11 +121,12 @@ test-install: $(LIB) $(STATICLIB) $(MOCK)
 	$(CC) -std=c99 -Wall -Werror -o $$tmp/dynamic scripts/install_check.c \
 	  $$(pkg-config --cflags --libs bulkhead) -Wl,-rpath,$$lib; \
 	readelf -d $$tmp/dynamic | grep -q 'NEEDED.*\[libbulkhead.so.$(MAJOR)\]'; \
-	$(MOCK) --port 0 --exit-on-stdin-eof >$$tmp/mock.url < <(sleep 60) & mock=$$!; \
-	for _ in $$(seq 100); do [ -s $$tmp/mock.url ] && break; sleep 0.1; done; \
+	mkfifo $$tmp/mock.in; exec 3<>$$tmp/mock.in; \
+	$(MOCK) --port 0 --exit-on-stdin-eof <$$tmp/mock.in >$$tmp/mock.url & \
+	for _ in $$(seq 300); do [ -s $$tmp/mock.url ] && break; sleep 0.1; done; \
 	url=$$(head -1 $$tmp/mock.url); \
-	(cd $$tmp && ./static "$$url" && ./dynamic "$$url"); rc=$$?; kill $$mock; \
-	[ $$rc = 0 ]; \
+	(cd $$tmp && ./static "$$url" && ./dynamic "$$url"); \
+	exec 3>&-; wait; \
 	$(MAKE) --no-print-directory uninstall PREFIX=$$prefix >/dev/null; \
 	left=$$(find $$prefix -type f -o -type l); \
 	if [ -n "$$left" ]; then echo "test-install: uninstall left $$left"; exit 1; fi; \
@@ -178,7 +185,6 @@ python-dist: $(LIB)
 	$(PYDIST)/tools/bin/pip install -q build auditwheel
 	$(PYDIST)/tools/bin/python -m build -q --sdist --outdir $(PYDIST) bindings/python
 	BULKHEAD_PREBUILT_LIB=$(LIB) $(PYDIST)/tools/bin/python -m build -q --wheel --outdir $(PYDIST) bindings/python
-	rm -rf bindings/python/rust
 	@ls -l $(PYDIST)/*.whl $(PYDIST)/*.tar.gz
 
 # auditwheel must call the wheel manylinux with exactly its own tag; then each of wheel and

@@ -116,10 +116,17 @@ class BdistWheel(bdist_wheel):
 
 class Sdist(sdist):
     def run(self) -> None:
+        staged = False
         if not os.path.isfile(os.path.join(SDIST_CRATE, "Cargo.toml")):
             script = os.path.join(REPO, "scripts", "package-crate.sh")
             subprocess.check_call([script, SDIST_CRATE])
-        super().run()
+            staged = True
+        try:
+            super().run()
+        finally:
+            # A checkout builds from ../../ again, never from a stale copy.
+            if staged:
+                shutil.rmtree(SDIST_CRATE, ignore_errors=True)
 
 
 setup(cmdclass={"build_py": BuildPy, "bdist_wheel": BdistWheel, "sdist": Sdist})
