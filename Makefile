@@ -122,7 +122,7 @@ test-install: $(LIB) $(STATICLIB) $(MOCK) deps-c
 	  $$(pkg-config --cflags --libs bulkhead) -Wl,-rpath,$$lib; \
 	readelf -d $$tmp/dynamic | grep -q 'NEEDED.*\[libbulkhead.so.$(MAJOR)\]'; \
 	mkfifo $$tmp/mock.in; exec 3<>$$tmp/mock.in; \
-	$(MOCK) --port 0 --exit-on-stdin-eof <$$tmp/mock.in >$$tmp/mock.url & \
+	$(MOCK) --port 0 --exit-on-stdin-eof <$$tmp/mock.in >$$tmp/mock.url 3>&- & \
 	for _ in $$(seq 300); do [ -s $$tmp/mock.url ] && break; sleep 0.1; done; \
 	url=$$(head -1 $$tmp/mock.url); \
 	(cd $$tmp && ./static "$$url" && ./dynamic "$$url"); \
