@@ -106,7 +106,8 @@ deps-c:
 test-install: $(LIB) $(STATICLIB) $(MOCK) deps-c
 	@set -euo pipefail; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	prefix=$$tmp/prefix; lib=$$prefix/lib; \
-	if $(MAKE) --no-print-directory -n install PREFIX=$$prefix | grep -q '$(CARGO) '; then \
+	plan=$$($(MAKE) --no-print-directory -n install PREFIX=$$prefix); \
+	if grep -q '$(CARGO) ' <<<"$$plan"; then \
 	  echo "test-install: make install would run cargo"; exit 1; fi; \
 	$(MAKE) --no-print-directory install PREFIX=$$prefix >$$tmp/install.log; \
 	grep -q 'ldconfig' $$tmp/install.log || { echo "test-install: no ldconfig hint"; exit 1; }; \
