@@ -199,7 +199,8 @@ test-python-dist: python-dist $(MOCK)
 	$(PYDIST)/tools/bin/auditwheel show $$wheel | tee $$tmp/show.txt; \
 	tr -s ' \n' ' ' <$$tmp/show.txt | grep -q "is consistent with the following platform tag: \"$$tag\"" \
 	  || { echo "test-python-dist: auditwheel does not agree with $$tag"; exit 1; }; \
-	tar tzf $$sdist | grep -q '/rust/src/lib.rs$$' || { echo "test-python-dist: no crate in the sdist"; exit 1; }; \
+	tar tzf $$sdist >$$tmp/sdist.txt; \
+	grep -q '/rust/src/lib.rs$$' $$tmp/sdist.txt || { echo "test-python-dist: no crate in the sdist"; exit 1; }; \
 	cp scripts/smoke.py $$tmp/; \
 	for dist in $$wheel $$sdist; do \
 	  venv=$$tmp/venv-$$(basename $$dist | cut -c1-40); echo "test-python-dist: $$(basename $$dist)"; \

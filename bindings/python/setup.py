@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 
-from setuptools import setup
+from setuptools import Distribution, setup
 from setuptools.command.build_py import build_py
 from setuptools.command.sdist import sdist
 
@@ -98,11 +98,14 @@ class BuildPy(build_py):
         self.distribution.bulkhead_library = dest  # type: ignore[attr-defined]
 
 
-class BdistWheel(bdist_wheel):
-    def finalize_options(self) -> None:
-        super().finalize_options()
-        self.root_is_pure = False
+class BinaryDistribution(Distribution):
+    """Platform-specific (platlib, not purelib), though it holds no CPython extension."""
 
+    def has_ext_modules(self) -> bool:
+        return True
+
+
+class BdistWheel(bdist_wheel):
     def get_tag(self):
         _, _, plat = super().get_tag()
         lib = getattr(self.distribution, "bulkhead_library", None)
@@ -129,4 +132,4 @@ class Sdist(sdist):
                 shutil.rmtree(SDIST_CRATE, ignore_errors=True)
 
 
-setup(cmdclass={"build_py": BuildPy, "bdist_wheel": BdistWheel, "sdist": Sdist})
+setup(distclass=BinaryDistribution, cmdclass={"build_py": BuildPy, "bdist_wheel": BdistWheel, "sdist": Sdist})
