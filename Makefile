@@ -118,10 +118,12 @@ test-install: $(LIB) $(STATICLIB) $(MOCK) deps-c
 	test "$$(pkg-config --modversion bulkhead)" = $(VERSION); \
 	static=$$(pkg-config --static --cflags --libs bulkhead); \
 	$(CC) -std=c99 -Wall -Werror -o $$tmp/static scripts/install_check.c $${static/-lbulkhead/-l:libbulkhead.a}; \
-	if readelf -d $$tmp/static | grep -q 'libbulkhead'; then echo "test-install: not a static link"; exit 1; fi; \
+	needed=$$(readelf -d $$tmp/static); \
+	if grep -q 'libbulkhead' <<<"$$needed"; then echo "test-install: not a static link"; exit 1; fi; \
 	$(CC) -std=c99 -Wall -Werror -o $$tmp/dynamic scripts/install_check.c \
 	  $$(pkg-config --cflags --libs bulkhead) -Wl,-rpath,$$lib; \
-	readelf -d $$tmp/dynamic | grep -q 'NEEDED.*\[libbulkhead.so.$(MAJOR)\]'; \
+	needed=$$(readelf -d $$tmp/dynamic); \
+	grep -q 'NEEDED.*\[libbulkhead.so.$(MAJOR)\]' <<<"$$needed"; \
 	mkfifo $$tmp/mock.in; exec 3<>$$tmp/mock.in; \
 	$(MOCK) --port 0 --exit-on-stdin-eof <$$tmp/mock.in >$$tmp/mock.url 3>&- & \
 	for _ in $$(seq 300); do [ -s $$tmp/mock.url ] && break; sleep 0.1; done; \
@@ -197,7 +199,8 @@ test-python-dist: python-dist $(MOCK)
 	case $$tag in manylinux_2_*) ;; *) echo "test-python-dist: wheel tag $$tag is not manylinux"; exit 1;; esac; \
 	case $$(basename $$wheel) in *-py3-none-*) ;; *) echo "test-python-dist: not py3-none: $$wheel"; exit 1;; esac; \
 	$(PYDIST)/tools/bin/auditwheel show $$wheel | tee $$tmp/show.txt; \
-	tr -s ' \n' ' ' <$$tmp/show.txt | grep -q "is consistent with the following platform tag: \"$$tag\"" \
+	show=$$(tr -s ' \n' ' ' <$$tmp/show.txt); \
+	grep -q "is consistent with the following platform tag: \"$$tag\"" <<<"$$show" \
 	  || { echo "test-python-dist: auditwheel does not agree with $$tag"; exit 1; }; \
 	tar tzf $$sdist >$$tmp/sdist.txt; \
 	grep -q '/rust/src/lib.rs$$' $$tmp/sdist.txt || { echo "test-python-dist: no crate in the sdist"; exit 1; }; \
