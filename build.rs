@@ -44,6 +44,7 @@ fn shape_shared_library(out_dir: &std::path::Path) {
     }
     let major = std::env::var("CARGO_PKG_VERSION_MAJOR").expect("cargo sets the version");
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libbulkhead.so.{major}");
+    link_soname_in_build_tree(out_dir, &format!("libbulkhead.so.{major}"));
     // Only the C API is exported; everything else (Rust's, tokio's, ring's symbols) stays local,
     // so the library cannot interpose on or clash with another copy of them in the host.
     let script = out_dir.join("bulkhead.map");
@@ -56,4 +57,30 @@ fn shape_shared_library(out_dir: &std::path::Path) {
         "cargo:rustc-cdylib-link-arg=-Wl,--version-script={}",
         script.display()
     );
+}
+
+/// A program linked against the library in the build tree (tests/c_api.rs, `make bench`,
+/// `cc -Ltarget/release -lbulkhead`) records the SONAME, so give the library that name there
+/// too: `libbulkhead.so.<major>` -> `libbulkhead.so` in `target/<profile>` and its `deps/`.
+/// Best effort: a layout this does not recognise is left alone.
+fn link_soname_in_build_tree(out_dir: &std::path::Path, soname: &str) {
+    #[cfg(unix)]
+    {
+        // OUT_DIR is target/<profile>/build/<package>-<hash>/out.
+        let mut up = out_dir.ancestors();
+        let (Some(build), Some(profile)) = (up.nth(2), up.next()) else {
+            return;
+        };
+        if build.file_name() != Some(std::ffi::OsStr::new("build")) {
+            return;
+        }
+        for dir in [profile.to_path_buf(), profile.join("deps")] {
+            let link = dir.join(soname);
+            if dir.is_dir() && link.symlink_metadata().is_err() {
+                let _ = std::os::unix::fs::symlink("libbulkhead.so", &link);
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (out_dir, soname);
 }
