@@ -1,25 +1,38 @@
-# bulkhead — build, test, demo, bench, install.
+# bulkhead — build, test, demo, bench, package, install.
 #
 #   make            release build of the library (target/release/libbulkhead.{so,a})
-#   make test       every suite: Rust, C/C++, Ruby, Python (installs what is missing)
+#   make test       every suite: Rust, C/C++, Ruby, Python, and the packages (installs what is missing)
 #   make demo       the outage story on an embedded mock ingestion server
 #   make bench      latency and throughput figures
-#   make install PREFIX=/usr/local
+#   make install PREFIX=/usr/local      (and make uninstall PREFIX=...)
+#   make gems       the Ruby platform gem and source gem, in target/gems/
+#   make python-dist  the Python wheel and sdist, in target/python-dist/
 #   make header     regenerate include/bulkhead.h after changing src/ffi
 
 SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
 PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
 ROOT := $(abspath .)
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+MAJOR := $(firstword $(subst ., ,$(VERSION)))
 LIB := $(ROOT)/target/release/libbulkhead.so
+STATICLIB := $(ROOT)/target/release/libbulkhead.a
 MOCK := $(ROOT)/target/release/bulkhead-mock
 VENV := $(ROOT)/bindings/python/.venv
+GEMS := $(ROOT)/target/gems
+PYDIST := $(ROOT)/target/python-dist
+# The source gem and the sdist build the packaged crate here, sharing compiled dependencies.
+PKG_CARGO_TARGET := $(ROOT)/target/pkg
+# Inputs of the library, so `make install` builds nothing that is already built.
+LIB_SOURCES := Cargo.toml Cargo.lock build.rs cbindgen.toml $(shell find src -name '*.rs')
 # Root, or sudo when there is one, for apt-get.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
 
-.PHONY: all build header lint test test-rust test-c test-ruby test-python deps-ruby deps-python \
-        demo bench install clean
+.PHONY: all build header lint test test-rust test-c test-ruby test-python deps-ruby deps-python deps-c \
+        test-install test-gems test-python-dist gems python-dist demo bench install uninstall clean
 
 all: build
 
@@ -28,19 +41,29 @@ build:
 	$(CARGO) build --release -p bulkhead
 	$(CARGO) build --release -p bulkhead-mock
 
+$(LIB) $(STATICLIB) &: $(LIB_SOURCES)
+	$(CARGO) build --release -p bulkhead
+	@touch $(LIB) $(STATICLIB)
+
+$(MOCK): $(shell find mock/src -name '*.rs') mock/Cargo.toml Cargo.lock
+	$(CARGO) build --release -p bulkhead-mock
+	@touch $(MOCK)
+
 header:
 	BULKHEAD_BLESS_HEADER=1 $(CARGO) build -p bulkhead
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps -p bulkhead -q
 
-test: lint test-rust test-ruby test-python
+test: lint test-rust test-ruby test-python test-install test-gems test-python-dist
 
 # test-rust includes these; here to run them alone.
 
-# Unit tests, the mock's tests, the Rust integration tests, the header drift check, and the
-# C/C++ tests (tests/c_api.rs compiles bindings/c/tests/*.c as C99 and C++).
+# Unit tests, the mock's tests, the Rust integration tests, the header drift check, the
+# exported-symbols and SONAME check (tests/exports.rs), and the C/C++ tests (tests/c_api.rs
+# compiles bindings/c/tests/*.c as C99 and C++).
 test-rust:
 	$(CARGO) test --workspace
 
@@ -61,34 +84,151 @@ test-ruby: build deps-ruby
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-deps-python: $(VENV)/bin/python
+deps-python: $(VENV)/bin/python $(LIB)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q pytest mixpanel
 	$(VENV)/bin/pip install -q mypy
-	CARGO_TARGET_DIR=$(ROOT)/target $(VENV)/bin/pip install -q --force-reinstall --no-deps ./bindings/python
+	BULKHEAD_PREBUILT_LIB=$(LIB) $(VENV)/bin/pip install -q --force-reinstall --no-deps ./bindings/python
 
-# Without BULKHEAD_LIB: the copy bundled by `pip install` is what gets tested.
+# Without BULKHEAD_LIB: the copy bundled by `pip install` is what gets tested (`pytest`, not
+# `python -m pytest`, so the source tree is not put first on sys.path).
 test-python: build deps-python
 	cd bindings/python && $(VENV)/bin/python -m mypy --strict bulkhead
-	cd bindings/python && env -u BULKHEAD_LIB BULKHEAD_MOCK=$(MOCK) $(VENV)/bin/python -m pytest -q tests
+	cd bindings/python && env -u BULKHEAD_LIB BULKHEAD_MOCK=$(MOCK) $(VENV)/bin/pytest -q tests
 
-# The outage story on an embedded mock (`-- --hang` for a service that never answers).
+# --- C packaging: install into a throw-away PREFIX, check the files and links, link a
+# program statically through pkg-config --static (Libs.private) and one dynamically through
+# the SONAME, run both, uninstall.
+deps-c:
+	@if ! command -v pkg-config >/dev/null 2>&1; then \
+	  echo "installing pkg-config from Debian's packages"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq pkg-config; \
+	fi
+
+test-install: $(LIB) $(STATICLIB) $(MOCK) deps-c
+	@set -euo pipefail; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	prefix=$$tmp/prefix; lib=$$prefix/lib; \
+	plan=$$($(MAKE) --no-print-directory -n install PREFIX=$$prefix); \
+	if grep -q '$(CARGO) ' <<<"$$plan"; then \
+	  echo "test-install: make install would run cargo"; exit 1; fi; \
+	$(MAKE) --no-print-directory install PREFIX=$$prefix >$$tmp/install.log; \
+	grep -q 'ldconfig' $$tmp/install.log || { echo "test-install: no ldconfig hint"; exit 1; }; \
+	test -f $$lib/libbulkhead.so.$(VERSION) -a ! -L $$lib/libbulkhead.so.$(VERSION); \
+	test "$$(readlink $$lib/libbulkhead.so.$(MAJOR))" = libbulkhead.so.$(VERSION); \
+	test "$$(readlink $$lib/libbulkhead.so)" = libbulkhead.so.$(MAJOR); \
+	export PKG_CONFIG_PATH=$$lib/pkgconfig; \
+	test "$$(pkg-config --modversion bulkhead)" = $(VERSION); \
+	static=$$(pkg-config --static --cflags --libs bulkhead); \
+	$(CC) -std=c99 -Wall -Werror -o $$tmp/static scripts/install_check.c $${static/-lbulkhead/-l:libbulkhead.a}; \
+	needed=$$(readelf -d $$tmp/static); \
+	if grep -q 'libbulkhead' <<<"$$needed"; then echo "test-install: not a static link"; exit 1; fi; \
+	$(CC) -std=c99 -Wall -Werror -o $$tmp/dynamic scripts/install_check.c \
+	  $$(pkg-config --cflags --libs bulkhead) -Wl,-rpath,$$lib; \
+	needed=$$(readelf -d $$tmp/dynamic); \
+	grep -q 'NEEDED.*\[libbulkhead.so.$(MAJOR)\]' <<<"$$needed"; \
+	mkfifo $$tmp/mock.in; exec 3<>$$tmp/mock.in; \
+	$(MOCK) --port 0 --exit-on-stdin-eof <$$tmp/mock.in >$$tmp/mock.url 3>&- & \
+	for _ in $$(seq 300); do [ -s $$tmp/mock.url ] && break; sleep 0.1; done; \
+	url=$$(head -1 $$tmp/mock.url); \
+	(cd $$tmp && ./static "$$url" && ./dynamic "$$url"); \
+	exec 3>&-; wait; \
+	$(MAKE) --no-print-directory uninstall PREFIX=$$prefix >/dev/null; \
+	left=$$(find $$prefix -type f -o -type l); \
+	if [ -n "$$left" ]; then echo "test-install: uninstall left $$left"; exit 1; fi; \
+	echo "test-install: ok (static link through pkg-config, dynamic link through the SONAME)"
+
+install: $(LIB) $(STATICLIB) include/bulkhead.h bulkhead.pc.in
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)/pkgconfig
+	install -m 0755 $(LIB) $(DESTDIR)$(LIBDIR)/libbulkhead.so.$(VERSION)
+	ln -sfn libbulkhead.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libbulkhead.so.$(MAJOR)
+	ln -sfn libbulkhead.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libbulkhead.so
+	install -m 0644 $(STATICLIB) $(DESTDIR)$(LIBDIR)/
+	install -m 0644 include/bulkhead.h $(DESTDIR)$(INCLUDEDIR)/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
+	  -e 's|@VERSION@|$(VERSION)|g' bulkhead.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/bulkhead.pc
+	@echo "Installed libbulkhead $(VERSION) in $(DESTDIR)$(LIBDIR). Not run: ldconfig."
+	@echo "  If $(LIBDIR) is a system library directory, run: sudo ldconfig"
+	@echo "  (otherwise add it to /etc/ld.so.conf.d/ first, or use -Wl,-rpath,$(LIBDIR))."
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libbulkhead.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libbulkhead.so.$(MAJOR) \
+	  $(DESTDIR)$(LIBDIR)/libbulkhead.so $(DESTDIR)$(LIBDIR)/libbulkhead.a \
+	  $(DESTDIR)$(INCLUDEDIR)/bulkhead.h $(DESTDIR)$(LIBDIR)/pkgconfig/bulkhead.pc
+	@echo "Uninstalled libbulkhead from $(DESTDIR)$(LIBDIR). Not run: ldconfig (run it to drop the cache entry)."
+
+# --- Ruby: a platform gem bundling target/release/libbulkhead.so, and a source gem whose
+# install builds the packaged crate with cargo (bindings/ruby/ext/bulkhead/extconf.rb).
+gems: $(LIB) deps-ruby
+	rm -rf $(GEMS) && mkdir -p $(GEMS)/platform $(GEMS)/source
+	cp -rL bindings/ruby/. $(GEMS)/platform/ && cp -rL bindings/ruby/. $(GEMS)/source/
+	rm -rf $(GEMS)/platform/ext $(GEMS)/source/lib/bulkhead/native
+	mkdir -p $(GEMS)/platform/lib/bulkhead/native
+	cp $(LIB) $(GEMS)/platform/lib/bulkhead/native/libbulkhead.so
+	cd $(GEMS)/platform && BULKHEAD_GEM_PLATFORM=1 gem build -q bulkhead.gemspec -o $(GEMS)/bulkhead-$(VERSION)-$$(ruby -e 'print Gem::Platform.local').gem
+	scripts/package-crate.sh $(GEMS)/source/ext/bulkhead/crate
+	cd $(GEMS)/source && gem build -q bulkhead.gemspec -o $(GEMS)/bulkhead-$(VERSION).gem
+	@ls -l $(GEMS)/*.gem
+
+# Each gem into its own throw-away GEM_HOME (ffi from the system's gems), then a smoke test
+# from outside the repository against the mock.
+test-gems: gems $(MOCK)
+	@set -euo pipefail; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	cp scripts/smoke.rb $$tmp/; sys=$$(gem env gempath); \
+	for gem in $(GEMS)/*.gem; do \
+	  home=$$tmp/$$(basename $$gem .gem); echo "test-gems: $$(basename $$gem)"; \
+	  env -u BULKHEAD_LIB GEM_HOME=$$home GEM_PATH=$$home:$$sys CARGO_TARGET_DIR=$(PKG_CARGO_TARGET) \
+	    gem install --local --no-document $$gem >$$tmp/install.log 2>&1 || { cat $$tmp/install.log; exit 1; }; \
+	  (cd $$tmp && env -u BULKHEAD_LIB -u RUBYLIB GEM_HOME=$$home GEM_PATH=$$home:$$sys \
+	    ruby smoke.rb $(MOCK) $$home); \
+	done
+
+# --- Python: the wheel (py3-none-manylinux_2_N_<arch>, bundling target/release/libbulkhead.so)
+# and the sdist (which carries the crate and builds it with cargo on install).
+python-dist: $(LIB)
+	rm -rf $(PYDIST) && mkdir -p $(PYDIST)
+	$(PYTHON) -m venv $(PYDIST)/tools
+	$(PYDIST)/tools/bin/pip install -q build auditwheel
+	$(PYDIST)/tools/bin/python -m build -q --sdist --outdir $(PYDIST) bindings/python
+	BULKHEAD_PREBUILT_LIB=$(LIB) $(PYDIST)/tools/bin/python -m build -q --wheel --outdir $(PYDIST) bindings/python
+	@ls -l $(PYDIST)/*.whl $(PYDIST)/*.tar.gz
+
+# auditwheel must call the wheel manylinux with exactly its own tag; then each of wheel and
+# sdist into a fresh venv outside the repository, and a smoke test against the mock.
+test-python-dist: python-dist $(MOCK)
+	@set -euo pipefail; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	wheel=$$(ls $(PYDIST)/*.whl); sdist=$$(ls $(PYDIST)/*.tar.gz); \
+	tag=$$(basename $$wheel .whl | cut -d- -f5); \
+	case $$tag in manylinux_2_*) ;; *) echo "test-python-dist: wheel tag $$tag is not manylinux"; exit 1;; esac; \
+	case $$(basename $$wheel) in *-py3-none-*) ;; *) echo "test-python-dist: not py3-none: $$wheel"; exit 1;; esac; \
+	$(PYDIST)/tools/bin/auditwheel show $$wheel | tee $$tmp/show.txt; \
+	show=$$(tr -s ' \n' ' ' <$$tmp/show.txt); \
+	grep -q "is consistent with the following platform tag: \"$$tag\"" <<<"$$show" \
+	  || { echo "test-python-dist: auditwheel does not agree with $$tag"; exit 1; }; \
+	tar tzf $$sdist >$$tmp/sdist.txt; \
+	grep -q '/rust/src/lib.rs$$' $$tmp/sdist.txt || { echo "test-python-dist: no crate in the sdist"; exit 1; }; \
+	cp scripts/smoke.py $$tmp/; \
+	for dist in $$wheel $$sdist; do \
+	  venv=$$tmp/venv-$$(basename $$dist | cut -c1-40); echo "test-python-dist: $$(basename $$dist)"; \
+	  $(PYTHON) -m venv $$venv; \
+	  (cd $$tmp && env -u BULKHEAD_PREBUILT_LIB CARGO_TARGET_DIR=$(PKG_CARGO_TARGET) \
+	    $$venv/bin/pip install -q $$dist); \
+	  (cd $$tmp && env -u BULKHEAD_LIB $$venv/bin/python smoke.py $(MOCK) $$venv); \
+	done
+
+# The outage story on an embedded mock. HANG=1: the service holds connections open
+# without answering instead of refusing them.
 demo:
-	$(CARGO) run --release --example demo
+	@echo "make demo: two app threads track 20 000 events/s each for 15 s into an embedded mock"
+	@echo "Mixpanel that goes down from second 5 to 10$(if $(HANG), (hanging),) and comes back; bulkhead runs on"
+	@echo "its default settings. Building the release library and the demo first (a minute or two)..."
+	@$(CARGO) build --release -q --example demo
+	@$(ROOT)/target/release/examples/demo $(if $(HANG),--hang,)
 
 # Host-call latency (median/p99) with the sender busy, and end-to-end events/s, from C.
 bench: build
 	$(CC) -O2 -std=c99 -Iinclude bindings/c/bench/bench.c -o target/release/bulkhead-bench \
 	  -Ltarget/release -lbulkhead -Wl,-rpath,$(ROOT)/target/release -lpthread
 	target/release/bulkhead-bench $(MOCK)
-
-install: build
-	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 0755 target/release/libbulkhead.so $(DESTDIR)$(PREFIX)/lib/
-	install -m 0644 target/release/libbulkhead.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 0644 include/bulkhead.h $(DESTDIR)$(PREFIX)/include/
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e "s|@VERSION@|$$(sed -n 's/^version = \"\(.*\)\"/\1/p' Cargo.toml | head -1)|" \
-	  bulkhead.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/bulkhead.pc
 
 clean:
 	$(CARGO) clean

@@ -360,7 +360,7 @@ impl Client {
             .enqueue(0, |b| b.group(group_key, group_id, operation, value))
     }
 
-    /// Queues messages built by another SDK (see [`MessageBuilder::prebuilt`]). All or none
+    /// Queues messages built by another SDK (see `MessageBuilder::prebuilt`). All or none
     /// of an array are queued. `api_key`/`api_secret` are `/import` credentials.
     pub fn send(
         &self,

@@ -2,7 +2,7 @@
 //!
 //! `track()` never blocks, memory never grows past its cap, exit never hangs, and every
 //! event is accounted for (delivered, rejected, failed, dropped by the guard, or pending).
-//! See `DESIGN.md` and the README for the architecture; [`Client`] is the entry point.
+//! See `docs/architecture.md` and the README for the architecture; [`Client`] is the entry point.
 
 // A panic is caught at the FFI boundary, but none should happen: no unwrap/expect/panic.
 #![cfg_attr(

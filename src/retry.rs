@@ -1,4 +1,4 @@
-//! Retry policy as pure functions of an injected `now` (MIXPANEL.md's guidance).
+//! Retry policy as pure functions of an injected `now` (Mixpanel's guidance; see the README's Delivery rules).
 //!
 //! 429, 5xx and network errors wait `backoff_initial · 2^n`, capped at `backoff_max`, plus
 //! up to a quarter of that again as jitter: never less than the backoff, so the first retry

@@ -119,7 +119,7 @@ fn import_uses_basic_auth_strict_and_project_id() {
 fn send_accepts_both_sdks_shapes() {
     let mock = MockServer::start();
     let c = client(&mock, "{}");
-    // mixpanel-ruby envelopes, verbatim from MIXPANEL.md.
+    // mixpanel-ruby envelopes, verbatim (the shape its Tracker hands a consumer).
     c.send("event", r#"{"data":{"event":"Signed up","properties":{"distinct_id":"u1","token":"tok","time":4102444800000,"mp_lib":"ruby","$lib_version":"2.3.1","plan":"pro"}}}"#, None, None).unwrap();
     c.send("profile_update", r#"{"data":{"$token":"tok","$time":1795739207818,"$distinct_id":"u1","$set":{"$name":"x"}}}"#, None, None).unwrap();
     c.send("group_update", r#"{"data":{"$token":"tok","$time":1795739207818,"$group_key":"company","$group_id":"acme","$set":{"size":5}}}"#, None, None).unwrap();

@@ -1,5 +1,5 @@
 //! The C ABI. Only conversion lives here: pointers and lengths in, statuses and
-//! out-parameters out, every body inside [`boundary`]. The logic is in the pure-Rust core.
+//! out-parameters out, every body inside `panic::boundary`. The logic is in the pure-Rust core.
 //!
 //! Conventions (also in the README and the header):
 //! - Strings in are `(const char *ptr, size_t len)` UTF-8, borrowed for the call only.

@@ -8,7 +8,8 @@ Loading order:
 2. the copy bundled inside this package by ``pip install`` (``bulkhead/_native*.so``);
 3. this repository's cargo output (``../../target/release``, then ``../../target/debug``,
    relative to the package's source directory), for a source checkout;
-4. the system library path (``ctypes.util.find_library("bulkhead")``).
+4. the system library path: ``libbulkhead.so.0`` (the SONAME ``make install`` provides),
+   then ``ctypes.util.find_library("bulkhead")``.
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ elif sys.platform == "win32":
     _LIB_FILE = "bulkhead.dll"
 else:
     _LIB_FILE = "libbulkhead.so"
+# The SONAME of `make install`'s library (libbulkhead.so.<major>), on ELF systems.
+_SONAME = "libbulkhead.so.0" if _LIB_FILE == "libbulkhead.so" else None
 
 
 def _bundled_candidates() -> List[str]:
@@ -116,6 +119,12 @@ def _load() -> Tuple[ctypes.CDLL, str]:
         lib = attempt(path)
         if lib is not None:
             return lib, path
+    if _SONAME:
+        # The runtime name `make install` provides: found on LD_LIBRARY_PATH, in the ld.so
+        # cache or the default directories, even without the -dev link.
+        lib = attempt(_SONAME)
+        if lib is not None:
+            return lib, _SONAME
     system = ctypes.util.find_library("bulkhead")
     if system:
         lib = attempt(system)
@@ -125,7 +134,7 @@ def _load() -> Tuple[ctypes.CDLL, str]:
         tried.append("ctypes.util.find_library('bulkhead') (not found)")
     raise ImportError(
         "bulkhead: cannot find the native library (libbulkhead). Install the package with "
-        "`pip install ./bindings/python` (which builds and bundles it), build it with "
+        "`pip install bulkhead-mixpanel` or `pip install ./bindings/python` (which bundle it), build it with "
         "`cargo build --release -p bulkhead`, or set BULKHEAD_LIB to its path. Tried: "
         + "; ".join(tried)
     )

@@ -26,7 +26,7 @@ def _prefer_installed_package() -> None:
     try:
         from importlib.metadata import PackageNotFoundError, distribution
 
-        distribution("bulkhead")
+        distribution("bulkhead-mixpanel")
     except PackageNotFoundError:
         return
     except Exception:

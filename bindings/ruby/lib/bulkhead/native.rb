@@ -10,6 +10,8 @@ module Bulkhead
 
     GEM_ROOT = File.expand_path("../..", __dir__)
     LIB_FILE = "libbulkhead.#{FFI::Platform::LIBSUFFIX}"
+    # `make install` installs libbulkhead.so.<major> (the SONAME) and the libbulkhead.so link.
+    SONAME_MAJOR = 0
 
     # Where the library is looked for, in order: [description, name-or-path].
     def self.candidates
@@ -18,6 +20,8 @@ module Bulkhead
       %w[release debug].each do |profile|
         list << ["repository build (#{profile})", File.expand_path("../../target/#{profile}/#{LIB_FILE}", GEM_ROOT)]
       end
+      # The runtime name (SONAME) first: a system without the -dev link still has it.
+      list << ["system library path", "libbulkhead.so.#{SONAME_MAJOR}"] if FFI::Platform::LIBSUFFIX == "so"
       list << ["system library path", "bulkhead"]
       list
     end
