@@ -361,10 +361,12 @@ async fn attempt_until_done(
             } => (status, retry_after, clean(message)),
         };
         if ctx.breaker.on_failure(Instant::now()) {
-            log(
-                config.log_level,
+            // To the library's sink and to the host's logger (Ruby, Python).
+            ctx.accounting.note(
                 Level::Warn,
-                format_args!("circuit breaker opened after repeated failures"),
+                "circuit breaker opened after repeated failures: nothing is sent for the \
+                 cooldown, then one probe"
+                    .into(),
             );
         }
         let now = Instant::now();

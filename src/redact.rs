@@ -38,6 +38,26 @@ impl Redactor {
             r.add_secret(secret);
         }
         r.add_credentials(&config.import_credentials());
+        // A proxy URL's password (and user) may come back in a connection error.
+        if let Some(proxy) = config
+            .proxy
+            .as_deref()
+            .and_then(|p| reqwest::Url::parse(p).ok())
+        {
+            if let Some(password) = proxy.password() {
+                r.add_secret(password);
+                // The URL keeps it percent-encoded; an error may quote it decoded.
+                let decoded = form_urlencoded::parse(format!("p={password}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned());
+                if let Some(decoded) = decoded {
+                    r.add_secret(&decoded);
+                }
+            }
+            if !proxy.username().is_empty() {
+                r.add_secret(proxy.username());
+            }
+        }
         // The Basic values the library builds from the token or the api secret alone.
         r.add_basic(&config.token, "");
         if let Some(secret) = &config.api_secret {
@@ -108,6 +128,18 @@ impl Redactor {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_proxy_password_is_redacted() {
+        let mut config = crate::config::Config::new("tok-token");
+        config.proxy = Some("http://user1:p%40ss-word@127.0.0.1:3128".into());
+        let r = super::Redactor::for_config(&config);
+        let text = r.redact("proxy said p@ss-word and p%40ss-word to user1");
+        assert!(
+            !text.contains("ss-word") && !text.contains("user1"),
+            "{text}"
+        );
+    }
+
     use super::*;
 
     #[test]

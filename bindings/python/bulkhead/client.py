@@ -26,6 +26,7 @@ from typing import (
     Mapping,
     Optional,
     Sequence,
+    TypedDict,
     Union,
 )
 
@@ -57,6 +58,44 @@ Time = Union[_dt.datetime, _dt.date, int, float]
 ErrorHandler = Callable[["DeliveryError"], Any]
 #: A duration for the ``*_ms`` keys: milliseconds, or a ``datetime.timedelta``.
 Millis = Union[int, _dt.timedelta]
+
+class ClientOptions(TypedDict, total=False):
+    """Every configuration key of the core, typed (for ``MixpanelConsumer(**options)``;
+    ``Client`` spells them out as keyword arguments). See the README's configuration
+    table for meanings and defaults."""
+
+    api_host: str
+    allow_insecure_http: bool
+    queue_capacity: int
+    queue_max_bytes: int
+    pool_size: int
+    batch_size: int
+    batch_max_bytes: int
+    flush_interval_ms: Millis
+    connect_timeout_ms: Millis
+    request_timeout_ms: Millis
+    max_retries: int
+    backoff_initial_ms: Millis
+    backoff_max_ms: Millis
+    retry_budget_ms: Millis
+    circuit_failure_threshold: int
+    circuit_cooldown_ms: Millis
+    circuit_cooldown_max_ms: Millis
+    gzip: bool
+    max_event_bytes: int
+    shutdown_timeout_ms: Millis
+    service_account_username: str
+    service_account_secret: str
+    project_id: str
+    api_secret: str
+    max_recent_errors: int
+    log_level: str
+    test_mode: bool
+    test_mode_capacity: int
+    region: str
+    proxy: str
+    tls_system_roots: bool
+    name: str
 
 # Bound once: attribute lookups on the CDLL are not free on the hot path.
 _track = _ffi.lib.bulkhead_track

@@ -18,9 +18,12 @@ token: ``MixpanelConsumer(token=TOKEN).client.alias(alias_id, distinct_id)``).
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple, Type, Union
+from typing import TYPE_CHECKING, Any, Optional, Tuple, Type, Union
 
-from .client import Client, ErrorHandler, Stats
+from .client import Client, ClientOptions, ErrorHandler, Stats
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 from .errors import ClosedError
 
 __all__ = ["MixpanelConsumer", "MixpanelException"]
@@ -65,7 +68,7 @@ class MixpanelConsumer:
         on_error: Optional[ErrorHandler] = None,
         flush_timeout: float = 2.0,
         credentials: Any = None,
-        **config: Any,
+        **config: Unpack[ClientOptions],
     ) -> None:
         if credentials is not None:  # mixpanel.ServiceAccountCredentials (duck-typed)
             config.setdefault("service_account_username", credentials.username)
