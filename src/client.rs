@@ -512,7 +512,7 @@ impl Client {
         self.inner.config.test_mode
     }
 
-    /// In `test_mode`, the events kept so far as a JSON array (see [`TestEvents`]); `None`
+    /// In `test_mode`, the events kept so far as a JSON array (see `TestEvents`); `None`
     /// otherwise.
     pub fn test_events_json(&self) -> Option<String> {
         if !self.inner.config.test_mode {
@@ -542,7 +542,7 @@ impl Client {
         true
     }
 
-    /// The counters in the Prometheus/OpenMetrics text format (see [`crate::metrics`]).
+    /// The counters in the Prometheus/OpenMetrics text format (see `crate::metrics`).
     pub fn metrics_text(&self) -> String {
         crate::metrics::render(&self.stats(), self.inner.config.name.as_deref())
     }
