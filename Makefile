@@ -4,6 +4,7 @@
 #   make test       every suite: Rust, C/C++, Ruby, Python, and the packages (installs what is missing)
 #   make demo       the outage story on an embedded mock ingestion server
 #   make bench      latency and throughput figures
+#   make chaos      the chaos accounting test at a million events (tests/chaos.rs)
 #   make install PREFIX=/usr/local      (and make uninstall PREFIX=...)
 #   make gems       the Ruby platform gem and source gem, in target/gems/
 #   make python-dist  the Python wheel and sdist, in target/python-dist/
@@ -32,7 +33,8 @@ LIB_SOURCES := Cargo.toml Cargo.lock build.rs cbindgen.toml $(shell find src -na
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
 
 .PHONY: all build header lint test test-rust test-c test-ruby test-python deps-ruby deps-python deps-c \
-        test-install test-gems test-python-dist gems python-dist demo bench install uninstall clean
+        test-install test-gems test-python-dist gems python-dist demo bench install uninstall clean \
+        chaos
 
 all: build
 
@@ -95,6 +97,11 @@ deps-python: $(VENV)/bin/python $(LIB)
 test-python: build deps-python
 	cd bindings/python && $(VENV)/bin/python -m mypy --strict bulkhead
 	cd bindings/python && env -u BULKHEAD_LIB BULKHEAD_MOCK=$(MOCK) $(VENV)/bin/pytest -q tests
+
+# Chaos accounting (issue #9) at a million events: every fault of the mock, outages, several
+# threads; BULKHEAD_CHAOS_SEED=<n> replays a run (the seed is printed).
+chaos:
+	BULKHEAD_CHAOS_EVENTS=1000000 $(CARGO) test --release --test chaos -- --nocapture
 
 # --- C packaging: install into a throw-away PREFIX, check the files and links, link a
 # program statically through pkg-config --static (Libs.private) and one dynamically through
