@@ -22,6 +22,8 @@ const DEFAULT_EVENTS: u64 = 50_000;
 const DEFAULT_SEED: u64 = 0x5EED_C4A0_5B0D;
 const PRODUCERS: u64 = 4;
 const MAX_EVENT_BYTES: usize = 8192;
+/// Entries in `pick_fault`'s catalogue.
+const FAULT_KINDS: u64 = 22;
 
 /// SplitMix64: small, seeded, the same sequence everywhere.
 struct Rng(u64);
@@ -267,8 +269,8 @@ fn produce(c: &Client, seed: u64, id: u64, next: &AtomicU64, total: u64, per_sec
 /// builds hyper's debug assertion panics the mock's connection task on `TruncatedBody`
 /// — "payload claims content-length of 5, custom content-length header claims 1000" — so the
 /// client sees the connection close without an answer instead of a short body; harmless.)
-fn pick_fault(rng: &mut Rng) -> (&'static str, Fault) {
-    match rng.range(0, 22) {
+fn pick_fault(which: u64) -> (&'static str, Fault) {
+    match which {
         0 => ("500", Fault::status(500)),
         1 => ("502", Fault::status(502)),
         2 => ("503", Fault::status(503)),
@@ -313,11 +315,22 @@ fn chaos(mock: &MockServer, seed: u64, stop: &AtomicBool) -> Chaos {
     let mut rng = Rng::new(seed ^ 0x00C4_A05C_4A05);
     let mut played = Chaos::default();
     let ctl = mock.control();
+    // The whole catalogue once, in a seeded order, before random picks: every kind is played.
+    let mut first: Vec<u64> = (0..FAULT_KINDS).collect();
+    for i in (1..first.len()).rev() {
+        first.swap(i, rng.range(0, i as u64 + 1) as usize);
+    }
+    let mut picks = 0usize;
     while !stop.load(Relaxed) {
         let action = match rng.range(0, 100) {
-            0..55 => {
-                for _ in 0..rng.range(1, 6) {
-                    let (name, fault) = pick_fault(&mut rng);
+            0..70 => {
+                for _ in 0..rng.range(2, 8) {
+                    let which = first
+                        .get(picks)
+                        .copied()
+                        .unwrap_or_else(|| rng.range(0, FAULT_KINDS));
+                    picks += 1;
+                    let (name, fault) = pick_fault(which);
                     match rng.range(0, 4) {
                         0 => ctl.push_fault_for(Endpoint::Import, fault),
                         1 => ctl.push_fault_for(Endpoint::Track, fault),
@@ -327,7 +340,19 @@ fn chaos(mock: &MockServer, seed: u64, stop: &AtomicBool) -> Chaos {
                 }
                 "faults"
             }
-            55..67 => {
+            70..73 => {
+                // Long enough to fill the queue: QUEUE_FULL at the calls.
+                let mode = if rng.range(0, 2) == 0 {
+                    DownMode::Refuse
+                } else {
+                    DownMode::Hang
+                };
+                ctl.set_down(mode);
+                thread::sleep(rng.ms(1000, 2500));
+                ctl.set_down(DownMode::Up);
+                "long outage"
+            }
+            73..81 => {
                 // Below and above request_timeout_ms (300).
                 let latency = [10, 60, 150, 450][rng.range(0, 4) as usize];
                 ctl.set_latency(Duration::from_millis(latency));
@@ -335,19 +360,19 @@ fn chaos(mock: &MockServer, seed: u64, stop: &AtomicBool) -> Chaos {
                 ctl.set_latency(Duration::ZERO);
                 "latency"
             }
-            67..75 => {
+            81..86 => {
                 ctl.set_down(DownMode::Refuse);
                 thread::sleep(rng.ms(100, 700));
                 ctl.set_down(DownMode::Up);
                 "down (refuse)"
             }
-            75..83 => {
+            86..91 => {
                 ctl.set_down(DownMode::Hang);
                 thread::sleep(rng.ms(100, 700));
                 ctl.set_down(DownMode::Up);
                 "down (hang)"
             }
-            83..93 => {
+            91..96 => {
                 ctl.set_max_body_bytes(Some(rng.range(4_000, 100_000) as usize));
                 thread::sleep(rng.ms(100, 400));
                 ctl.set_max_body_bytes(None);
@@ -360,7 +385,14 @@ fn chaos(mock: &MockServer, seed: u64, stop: &AtomicBool) -> Chaos {
             }
         };
         *played.actions.entry(action).or_default() += 1;
-        thread::sleep(rng.ms(5, 50));
+        // After a period (latency, outage, size limit), as long again at most of calm, so
+        // that a good part of the events gets through between the storms.
+        let calm = if action == "faults" || action.starts_with("reject") {
+            rng.ms(5, 40)
+        } else {
+            rng.ms(150, 500)
+        };
+        thread::sleep(calm);
     }
     ctl.set_down(DownMode::Up);
     ctl.set_latency(Duration::ZERO);
@@ -395,7 +427,7 @@ fn drain_errors(c: &Client, into: &Mutex<Errors>) {
 fn client(mock: &MockServer) -> Client {
     let json = format!(
         r#"{{"token":"test-token","api_host":"{}","log_level":"off",
-            "queue_capacity":20000,"pool_size":4,"batch_size":200,"flush_interval_ms":20,
+            "queue_capacity":5000,"pool_size":8,"batch_size":200,"flush_interval_ms":20,
             "request_timeout_ms":300,"connect_timeout_ms":300,"max_retries":6,
             "backoff_initial_ms":5,"backoff_max_ms":50,"retry_budget_ms":3000,
             "circuit_failure_threshold":5,"circuit_cooldown_ms":20,"circuit_cooldown_max_ms":200,
