@@ -282,6 +282,11 @@ impl ClientHandle {
     }
 }
 
+/// A JSON object with no `"data"` key anywhere: one message, never an envelope of several.
+fn is_single_message(json: &str) -> bool {
+    json.trim_start().starts_with('{') && !json.contains("\"data\"")
+}
+
 fn count_refusal(core: &Core, error: &Error) {
     let c = &core.ctx.accounting.counters;
     let counter = match error.kind() {
@@ -370,7 +375,10 @@ impl Client {
         api_secret: Option<&str>,
     ) -> Result<()> {
         let core = self.inner.open_core()?;
-        if core.test_events.is_none() {
+        // The cheap refusal only when the input is surely one message; an array (or a
+        // mixpanel-ruby `data` envelope, which may hold one) is read first so that a refusal
+        // counts each of its events.
+        if core.test_events.is_none() && is_single_message(json) {
             core.queue
                 .precheck(&core.ctx.accounting, 0)
                 .inspect_err(|e| self.inner.note_drop(core, e))?;
