@@ -9,7 +9,7 @@ use crate::stats::{errors_to_json, notes_to_json};
 
 use super::panic::{boundary, boundary_or};
 use super::status::{bulkhead_status, fail, set_last_error, status_of};
-use super::strings::{borrow_opt_str, borrow_str, copy_out, BadString};
+use super::strings::{borrow_opt_str, borrow_str, copy_text_out, BadString};
 
 /// An opaque client: a queue, its guard, a pool of buffered consumers and their counters.
 /// Made by `bulkhead_client_new`, released by `bulkhead_client_free`. Thread-safe.
@@ -469,14 +469,10 @@ pub unsafe extern "C" fn bulkhead_client_errors(
 ) -> bulkhead_status {
     boundary(|| {
         let c = client!(client);
-        if buf.is_null() && len != 0 {
-            set_last_error("`buf` is NULL but its length is not 0");
-            return bulkhead_status::InvalidArgument;
-        }
         let json = errors_to_json(&c.errors(after_seq));
         // SAFETY: the caller promises `buf` holds `len` writable bytes (or is NULL with 0)
         // and `written` is NULL or writable.
-        unsafe { copy_out(json.as_bytes(), buf, len, written, false) }
+        unsafe { copy_text_out(&json, buf, len, written) }
     })
 }
 
@@ -499,14 +495,10 @@ pub unsafe extern "C" fn bulkhead_client_take_errors(
 ) -> bulkhead_status {
     boundary(|| {
         let c = client!(client);
-        if buf.is_null() && len != 0 {
-            set_last_error("`buf` is NULL but its length is not 0");
-            return bulkhead_status::InvalidArgument;
-        }
         c.take_errors(|errors| {
             let json = errors_to_json(errors);
             // SAFETY: as for `bulkhead_client_errors`.
-            let status = unsafe { copy_out(json.as_bytes(), buf, len, written, false) };
+            let status = unsafe { copy_text_out(&json, buf, len, written) };
             (status, status == bulkhead_status::Ok)
         })
     })
@@ -590,14 +582,10 @@ pub unsafe extern "C" fn bulkhead_client_take_log(
 ) -> bulkhead_status {
     boundary(|| {
         let c = client!(client);
-        if buf.is_null() && len != 0 {
-            set_last_error("`buf` is NULL but its length is not 0");
-            return bulkhead_status::InvalidArgument;
-        }
         c.take_notes(|notes| {
             let json = notes_to_json(notes);
             // SAFETY: as for `bulkhead_client_errors`.
-            let status = unsafe { copy_out(json.as_bytes(), buf, len, written, false) };
+            let status = unsafe { copy_text_out(&json, buf, len, written) };
             (status, status == bulkhead_status::Ok)
         })
     })
@@ -621,16 +609,12 @@ pub unsafe extern "C" fn bulkhead_client_test_events(
 ) -> bulkhead_status {
     boundary(|| {
         let c = client!(client);
-        if buf.is_null() && len != 0 {
-            set_last_error("`buf` is NULL but its length is not 0");
-            return bulkhead_status::InvalidArgument;
-        }
         let Some(json) = c.test_events_json() else {
             set_last_error("the client is not in test_mode");
             return bulkhead_status::InvalidArgument;
         };
         // SAFETY: as for `bulkhead_client_errors`.
-        unsafe { copy_out(json.as_bytes(), buf, len, written, false) }
+        unsafe { copy_text_out(&json, buf, len, written) }
     })
 }
 
@@ -671,12 +655,8 @@ pub unsafe extern "C" fn bulkhead_client_metrics(
 ) -> bulkhead_status {
     boundary(|| {
         let c = client!(client);
-        if buf.is_null() && len != 0 {
-            set_last_error("`buf` is NULL but its length is not 0");
-            return bulkhead_status::InvalidArgument;
-        }
         let text = c.metrics_text();
         // SAFETY: as for `bulkhead_client_errors`.
-        unsafe { copy_out(text.as_bytes(), buf, len, written, false) }
+        unsafe { copy_text_out(&text, buf, len, written) }
     })
 }

@@ -106,3 +106,23 @@ pub unsafe fn copy_out(
     write_len(n);
     bulkhead_status::Ok
 }
+
+/// [`copy_out`] of a whole text (the `BUFFER_TOO_SMALL` protocol) for the functions that
+/// hand out JSON or metrics: a NULL `buf` with a non-zero `len` is also recorded as this
+/// thread's last error.
+///
+/// # Safety
+/// As [`copy_out`].
+pub unsafe fn copy_text_out(
+    text: &str,
+    buf: *mut c_char,
+    len: usize,
+    written: *mut usize,
+) -> bulkhead_status {
+    // SAFETY: forwarded caller contract.
+    let status = unsafe { copy_out(text.as_bytes(), buf, len, written, false) };
+    if status == bulkhead_status::InvalidArgument {
+        set_last_error("`buf` is NULL but its length is not 0");
+    }
+    status
+}
