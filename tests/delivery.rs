@@ -2,34 +2,13 @@
 
 use std::time::{Duration, Instant};
 
-use bulkhead::{CircuitState, Client, Config, ErrorKind, Stats};
+use bulkhead::{CircuitState, Config, ErrorKind, Stats};
 use bulkhead_mock::{DownMode, Fault, MockServer};
-use serde_json::Value;
+
+mod common;
+use common::{assert_accounted, client};
 
 const LONG: Duration = Duration::from_secs(30);
-
-/// A client for `mock` with test-friendly timings; `extra` is merged into the config.
-fn client(mock: &MockServer, extra: &str) -> Client {
-    let mut config: serde_json::Map<String, Value> = serde_json::from_str(&format!(
-        r#"{{"token":"test-token","api_host":"{}","flush_interval_ms":50,
-            "backoff_initial_ms":5,"backoff_max_ms":50,"request_timeout_ms":2000,
-            "circuit_failure_threshold":0}}"#,
-        mock.url()
-    ))
-    .unwrap();
-    let extra: serde_json::Map<String, Value> = serde_json::from_str(extra).unwrap();
-    config.extend(extra);
-    let json = Value::Object(config).to_string();
-    Client::new(Config::from_json_with_env(&json, |_| None).unwrap()).unwrap()
-}
-
-fn assert_accounted(s: &Stats) {
-    assert_eq!(
-        s.enqueued,
-        s.sent + s.rejected + s.failed + s.queue_len,
-        "every event accounted for: {s:?}"
-    );
-}
 
 #[test]
 fn track_wire_shape() {

@@ -8,9 +8,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bulkhead::{Client, Config, ErrorKind, Stats};
+use bulkhead::{Client, ErrorKind};
 use bulkhead_mock::{DownMode, Fault, MockServer};
-use serde_json::Value;
+
+mod common;
+use common::assert_accounted;
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -47,25 +49,10 @@ fn allocations_on_this_thread() -> u64 {
 }
 
 fn client(mock: &MockServer, extra: &str) -> Client {
-    let mut config: serde_json::Map<String, Value> = serde_json::from_str(&format!(
-        r#"{{"token":"edge-token","api_host":"{}","flush_interval_ms":20,
-            "backoff_initial_ms":5,"backoff_max_ms":50,"request_timeout_ms":5000,
-            "circuit_failure_threshold":0}}"#,
-        mock.url()
-    ))
-    .unwrap();
-    let extra: serde_json::Map<String, Value> = serde_json::from_str(extra).unwrap();
-    config.extend(extra);
-    let json = Value::Object(config).to_string();
-    Client::new(Config::from_json_with_env(&json, |_| None).unwrap()).unwrap()
-}
-
-fn assert_accounted(s: &Stats) {
-    assert_eq!(
-        s.enqueued,
-        s.sent + s.rejected + s.failed + s.queue_len,
-        "every event accounted for: {s:?}"
-    );
+    const EDGE: &str = r#"{"token":"edge-token","flush_interval_ms":20,
+        "backoff_initial_ms":5,"backoff_max_ms":50,"request_timeout_ms":5000,
+        "circuit_failure_threshold":0}"#;
+    common::client_with(mock, EDGE, extra)
 }
 
 /// Runs `body` on a thread and fails the test if it has not finished within `limit`.
