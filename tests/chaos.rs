@@ -310,19 +310,24 @@ struct Chaos {
     actions: BTreeMap<&'static str, u64>,
 }
 
-/// Plays faults, latency, size limits and outages until `stop`; leaves the mock up.
-fn chaos(mock: &MockServer, seed: u64, stop: &AtomicBool) -> Chaos {
+/// Plays faults, latency, size limits, outages and crashes (kill and restart, same port and
+/// store) until `stop`; leaves the mock up.
+fn chaos(mock: &Mutex<Option<MockServer>>, seed: u64, stop: &AtomicBool) -> Chaos {
     let mut rng = Rng::new(seed ^ 0x00C4_A05C_4A05);
     let mut played = Chaos::default();
-    let ctl = mock.control();
+    let ctl = mock.lock().unwrap().as_ref().unwrap().control().clone();
     // The whole catalogue once, in a seeded order, before random picks: every kind is played.
     let mut first: Vec<u64> = (0..FAULT_KINDS).collect();
     for i in (1..first.len()).rev() {
         first.swap(i, rng.range(0, i as u64 + 1) as usize);
     }
     let mut picks = 0usize;
+    let mut rounds = 0u64;
     while !stop.load(Relaxed) {
-        let action = match rng.range(0, 100) {
+        rounds += 1;
+        // A kill early on, whatever the dice say: every run crashes the service at least once.
+        let dice = if rounds == 8 { 91 } else { rng.range(0, 100) };
+        let action = match dice {
             0..70 => {
                 for _ in 0..rng.range(2, 8) {
                     let which = first
@@ -372,7 +377,15 @@ fn chaos(mock: &MockServer, seed: u64, stop: &AtomicBool) -> Chaos {
                 ctl.set_down(DownMode::Up);
                 "down (hang)"
             }
-            91..96 => {
+            91..93 => {
+                // Connections in flight die with the process, answered or not; the store
+                // survives (a restart on durable storage).
+                let mut slot = mock.lock().unwrap();
+                let killed = slot.take().unwrap();
+                *slot = Some(killed.restart().expect("mock restarts on its port"));
+                "kill and restart"
+            }
+            93..96 => {
                 ctl.set_max_body_bytes(Some(rng.range(4_000, 100_000) as usize));
                 thread::sleep(rng.ms(100, 400));
                 ctl.set_max_body_bytes(None);
@@ -424,15 +437,14 @@ fn drain_errors(c: &Client, into: &Mutex<Errors>) {
     })
 }
 
-fn client(mock: &MockServer) -> Client {
+fn client(url: &str) -> Client {
     let json = format!(
-        r#"{{"token":"test-token","api_host":"{}","log_level":"off",
+        r#"{{"token":"test-token","api_host":"{url}","log_level":"off",
             "queue_capacity":5000,"pool_size":8,"batch_size":200,"flush_interval_ms":20,
             "request_timeout_ms":300,"connect_timeout_ms":300,"max_retries":6,
             "backoff_initial_ms":5,"backoff_max_ms":50,"retry_budget_ms":3000,
             "circuit_failure_threshold":5,"circuit_cooldown_ms":20,"circuit_cooldown_max_ms":200,
-            "max_event_bytes":{MAX_EVENT_BYTES},"max_recent_errors":10000}}"#,
-        mock.url()
+            "max_event_bytes":{MAX_EVENT_BYTES},"max_recent_errors":10000}}"#
     );
     Client::new(Config::from_json_with_env(&json, |_| None).unwrap()).unwrap()
 }
@@ -546,15 +558,14 @@ fn chaos_accounting() {
     }
     let started = Instant::now();
     let mock = MockServer::start();
-    assert!(
-        mock.url().starts_with("http://127.0.0.1:"),
-        "{}",
-        mock.url()
-    );
-    mock.control().set_reject_property(Some("bad".into()), 400);
-    mock.control()
-        .set_import_reject_property(Some("imp_bad".into()));
-    let c = client(&mock);
+    let url = mock.url();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    // The chaos thread kills and restarts the server; the store lives in the control.
+    let ctl = mock.control().clone();
+    let mock = Mutex::new(Some(mock));
+    ctl.set_reject_property(Some("bad".into()), 400);
+    ctl.set_import_reject_property(Some("imp_bad".into()));
+    let c = client(&url);
 
     // Spread production over the chaos: at least 15 s, about 20 000 events/s beyond that.
     let secs = (events as f64 / 20_000.0).max(15.0);
@@ -584,8 +595,8 @@ fn chaos_accounting() {
         stop_chaos.store(true, Relaxed);
         let played = chaos.join().unwrap();
         // Faults still queued would only slow the end down; the mock is up again.
-        let pending = mock.control().pending_faults();
-        mock.control().clear_faults();
+        let pending = ctl.pending_faults();
+        ctl.clear_faults();
         c.flush(Duration::from_secs(240))
             .expect("final flush within its (generous) deadline");
         c.close(Duration::from_secs(240))
@@ -598,11 +609,11 @@ fn chaos_accounting() {
     let (played, pending_faults) = played;
     let wall = started.elapsed();
     let s = c.stats();
-    let m = mock.stats();
+    let m = ctl.stats();
     let errors = errors.into_inner().unwrap();
 
     // What the mock holds, by the test's own event number.
-    let stored = mock.events();
+    let stored = ctl.events();
     let mut stored_ns = HashSet::with_capacity(stored.len());
     let mut stored_ids = HashSet::with_capacity(stored.len());
     let ok: HashSet<u64> = calls.ok_ns.iter().copied().collect();
@@ -682,8 +693,8 @@ fn chaos_accounting() {
     // No fault of the mock stores a batch and then fails to answer (mock/src/lib.rs: every
     // `Fault`, `DownMode::Refuse` and `DownMode::Hang` answers or closes *before*
     // `handle_form`/`handle_import` commit anything; a commit is always followed by
-    // Mixpanel's acceptance, or on /import by a partial success naming the refused records).
-    // So an event the mock holds but the client did not count as sent needs an attempt whose
+    // Mixpanel's acceptance, or on /import by a partial success naming the refused records);
+    // only a kill can fall between a commit and its answer. So an event the mock holds but the client did not count as sent needs an attempt whose
     // answer was lost after the commit: the client timed out (request_timeout_ms, or the
     // last attempt's timeout cut to what is left of the retry budget) or the connection broke
     // between the mock's commit and its answer reaching the client. Such attempts are

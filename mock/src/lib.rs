@@ -516,9 +516,30 @@ impl MockServer {
 
     /// Start on `port` of 127.0.0.1 (0 picks a free one).
     pub fn start_on(port: u16) -> std::io::Result<MockServer> {
-        let listener = bind(port)?;
+        MockServer::serve_control(bind(port)?, Control::new())
+    }
+
+    /// Kill the server (every connection closes, answered or not, like a crashed process) and
+    /// start it again on the same port with the same store and settings, like a service that
+    /// restarts on durable storage. Binding is retried for up to 5 s while the port is busy.
+    pub fn restart(self) -> std::io::Result<MockServer> {
+        let (port, control) = (self.addr.port(), self.control.clone());
+        drop(self);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match bind(port) {
+                Ok(listener) => return MockServer::serve_control(listener, control),
+                Err(e) if std::time::Instant::now() >= deadline => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+
+    fn serve_control(
+        listener: std::net::TcpListener,
+        control: Control,
+    ) -> std::io::Result<MockServer> {
         let addr = listener.local_addr()?;
-        let control = Control::new();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("bulkhead-mock")

@@ -490,3 +490,46 @@ fn hostile_faults_and_reject_property() {
         307
     );
 }
+
+#[test]
+fn restart_kills_connections_and_keeps_port_and_store() {
+    let server = MockServer::start();
+    let addr = server.addr();
+    let mut c = Client::connect(&server);
+    assert_eq!(
+        c.form("/track", &event("R", "r1").to_string())
+            .unwrap()
+            .json()["status"],
+        1
+    );
+    // A request held open when the process dies gets no answer.
+    server.set_down(DownMode::Hang);
+    let mut held = Client::connect(&server);
+    let server = std::thread::scope(|s| {
+        let waiter = s.spawn(|| held.form("/track", &event("R", "r2").to_string()));
+        assert!(server.wait_until(WAIT, |s| s.hanging == 1));
+        let server = server.restart().expect("restart");
+        assert!(
+            waiter.join().unwrap().is_err(),
+            "a killed request is not answered"
+        );
+        server
+    });
+    assert_eq!(server.addr(), addr, "same port");
+    // The old keep-alive connection died with the process.
+    assert!(c.form("/track", &event("R", "r3").to_string()).is_err());
+    server.set_down(DownMode::Up);
+    let mut c = Client::connect(&server);
+    assert_eq!(
+        c.form("/track", &event("R", "r1").to_string())
+            .unwrap()
+            .json()["status"],
+        1
+    );
+    let s = server.stats();
+    assert_eq!(
+        (s.events, s.duplicates),
+        (1, 1),
+        "the store survived: {s:?}"
+    );
+}
