@@ -8,6 +8,8 @@
 //! `BULKHEAD_CHAOS_EVENTS` (default 50 000) events, seed `BULKHEAD_CHAOS_SEED` (default fixed,
 //! decimal or 0x-hex). `make chaos` runs a million in release. No timing assertions: a
 //! watchdog fails the test if it runs past `BULKHEAD_CHAOS_WATCHDOG_S` (default 600 s).
+//! With `BULKHEAD_CHAOS_ROW=<path>` a passing run writes its row of the README's Reliability
+//! table there (scripts/reliability.py).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -743,6 +745,27 @@ fn chaos_accounting() {
         calls.queue_full_arrays,
         calls.queue_full_in_arrays - calls.queue_full_arrays,
     );
+    if let Ok(path) = std::env::var("BULKHEAD_CHAOS_ROW") {
+        let row = format!(
+            "| chaos: {} fault kinds ({} faults served) from 4 threads tracking, sending and importing; {} outages, {} kills and restarts of the mock | {events} events, seed {seed}, {:.0} s | `make chaos` | PASS: every event accounted ({} sent, {} rejected, {} failed, {} dropped by the guard, {} too large, {} invalid, 0 pending); mock unique = sent + {surplus} stored-but-unanswered, {} duplicates; close in deadline |\n",
+            FAULT_KINDS,
+            m.faults_served,
+            ["long outage", "down (refuse)", "down (hang)"]
+                .iter()
+                .map(|a| played.actions.get(a).copied().unwrap_or(0))
+                .sum::<u64>(),
+            played.actions.get("kill and restart").copied().unwrap_or(0),
+            wall.as_secs_f64(),
+            s.sent,
+            s.rejected,
+            s.failed,
+            s.dropped_queue_full,
+            s.dropped_too_large,
+            s.dropped_invalid,
+            m.duplicates,
+        );
+        std::fs::write(&path, row).unwrap_or_else(|e| panic!("{path}: {e}"));
+    }
     done.store(true, Relaxed);
 }
 
