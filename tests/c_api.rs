@@ -477,9 +477,48 @@ fn forks_among_busy_threads_never_hang_a_child() {
     each_build(
         "bindings/c/tests/fork_stress.c",
         |mock| mock.set_latency(Duration::from_millis(2)),
-        |p, _, stdout| {
+        |p, mock, stdout| {
             assert_eq!(reported(stdout, "forks=", "hung"), 0, "{}", p.label);
             assert_eq!(reported(stdout, "forks=", "failed"), 0, "{}", p.label);
+            // Every event of parent and children arrived once: the mock holds what the
+            // clients counted sent, plus at most what they gave up on with a request under
+            // way (a shutdown's deadline can cut one off after the mock stored it).
+            let events = mock.events();
+            let by = by_name(&events);
+            let ids: HashSet<&str> = events.iter().map(|e| insert_id(&e["properties"])).collect();
+            assert_eq!(ids.len(), events.len(), "{}: an $insert_id twice", p.label);
+            assert_eq!(
+                mock.stats().duplicates,
+                0,
+                "{}: a batch delivered twice",
+                p.label
+            );
+            for name in [
+                "stress",
+                "churn",
+                "parent",
+                "steady",
+                "churn-steady",
+                "parent-steady",
+                "child",
+            ] {
+                let held = by.get(name).map_or(0, Vec::len) as u64;
+                let sent = reported(stdout, "sent ", name);
+                let unsure = reported(stdout, "unsure ", name);
+                assert!(
+                    sent <= held && held <= sent + unsure,
+                    "{}: the mock holds {held} {name:?} events; the clients counted {sent} sent \
+                     and {unsure} given up",
+                    p.label
+                );
+            }
+            for name in ["steady", "churn-steady", "parent-steady", "child"] {
+                assert!(
+                    reported(stdout, "sent ", name) > 0,
+                    "{}: no {name:?} delivered",
+                    p.label
+                );
+            }
         },
     );
 }
