@@ -158,7 +158,8 @@ void bulkhead_client_free(bulkhead_client *client);
 // Queues an event for `/track`. `distinct_id` may be empty; `properties_json` is a JSON
 // object or NULL/0. Adds `token`, `distinct_id`, `time` (ms), `$insert_id`, `mp_lib` and
 // `$lib_version`; a caller's `time`, `$insert_id`, `distinct_id` (and any other key
-// but `token`) win. Never blocks: `BULKHEAD_STATUS_QUEUE_FULL` when the guard dropped it.
+// but `token`) win. Never blocks: `BULKHEAD_STATUS_QUEUE_FULL` when the guard dropped it
+// (asked first, before the text is read, so that a dropped call stays cheap).
 //
 // # Safety
 // `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed). Each

@@ -325,10 +325,27 @@ impl Client {
         &self.inner.config
     }
 
+    /// Refuses a `track` or `import` with text of these lengths when the guard could not take
+    /// it, before the text is validated or the event built, so that a dropped call costs
+    /// next to nothing; the drop is counted. `Ok` when the call should go on.
+    pub(crate) fn refuse_if_full(&self, distinct_id_len: usize, event_len: usize) -> Result<()> {
+        let core = self.inner.open_core()?;
+        if core.test_events.is_some() {
+            return Ok(());
+        }
+        let min_len = self.inner.builder.min_event_len(distinct_id_len, event_len);
+        core.queue
+            .precheck(&core.ctx.accounting, min_len)
+            .inspect_err(|e| self.inner.note_drop(core, e))
+    }
+
     /// Queues an event for `/track`. Returns at once; [`ErrorKind::QueueFull`] when the guard
     /// dropped it.
     pub fn track(&self, distinct_id: &str, event: &str, properties: Option<&str>) -> Result<()> {
-        let min_len = self.inner.builder.min_event_len(distinct_id, event);
+        let min_len = self
+            .inner
+            .builder
+            .min_event_len(distinct_id.len(), event.len());
         self.inner
             .enqueue(min_len, |b| b.event(distinct_id, event, properties))
     }
@@ -341,7 +358,10 @@ impl Client {
         time_ms: i64,
         properties: Option<&str>,
     ) -> Result<()> {
-        let min_len = self.inner.builder.min_event_len(distinct_id, event);
+        let min_len = self
+            .inner
+            .builder
+            .min_event_len(distinct_id.len(), event.len());
         self.inner.enqueue(min_len, |b| {
             b.import(distinct_id, event, time_ms, properties)
         })
@@ -378,7 +398,11 @@ impl Client {
         // The cheap refusal only when the input is surely one message; an array (or a
         // mixpanel-ruby `data` envelope, which may hold one) is read first so that a refusal
         // counts each of its events.
-        if core.test_events.is_none() && is_single_message(json) {
+        // (The scan only when the guard would refuse: the accepted path never pays for it.)
+        if core.test_events.is_none()
+            && core.queue.would_refuse(&core.ctx.accounting, 0)
+            && is_single_message(json)
+        {
             core.queue
                 .precheck(&core.ctx.accounting, 0)
                 .inspect_err(|e| self.inner.note_drop(core, e))?;

@@ -20,6 +20,9 @@ const PAIRWISE_LIMIT: usize = 32;
 #[derive(Default)]
 pub struct Fields<'a> {
     entries: Vec<(Cow<'a, str>, &'a RawValue)>,
+    /// The members' text as written (first key's quote to the end of the last value) when
+    /// it can be copied as is: every key borrowed from the input, none repeated.
+    members: Option<&'a str>,
 }
 
 impl<'a> Fields<'a> {
@@ -27,17 +30,26 @@ impl<'a> Fields<'a> {
     pub fn parse(json: &'a str, what: &str) -> Result<Self> {
         let mut fields: Fields<'a> = serde_json::from_str(json)
             .map_err(|e| Error::json(format!("{what} must be a valid JSON object: {e}")))?;
-        fields.drop_shadowed();
+        if fields.drop_shadowed() {
+            fields.members = members_text(json, &fields.entries);
+        }
         Ok(fields)
     }
 
-    /// Removes every entry a later one with the same key overrides, in one pass.
-    fn drop_shadowed(&mut self) {
+    /// The members as written in the input, ready to be copied into another object in one
+    /// piece, when every key was borrowed and none repeated (`None` otherwise, and for `{}`).
+    pub fn members_text(&self) -> Option<&'a str> {
+        self.members
+    }
+
+    /// Removes every entry a later one with the same key overrides, in one pass; `true` when
+    /// there was none.
+    fn drop_shadowed(&mut self) -> bool {
         let n = self.entries.len();
         let keep: Vec<bool> = if n <= PAIRWISE_LIMIT {
             let e = &self.entries;
             if !(0..n).any(|i| (i + 1..n).any(|j| e[i].0 == e[j].0)) {
-                return;
+                return true;
             }
             (0..n)
                 .map(|i| !(i + 1..n).any(|j| e[i].0 == e[j].0))
@@ -48,7 +60,7 @@ impl<'a> Fields<'a> {
                 last.insert(k.as_ref(), i);
             }
             if last.len() == n {
-                return;
+                return true;
             }
             self.entries
                 .iter()
@@ -58,6 +70,7 @@ impl<'a> Fields<'a> {
         };
         let mut keep = keep.into_iter();
         self.entries.retain(|_| keep.next().unwrap_or(true));
+        false
     }
 
     /// How many distinct keys.
@@ -72,9 +85,37 @@ impl<'a> Fields<'a> {
     }
 
     /// Every key once, in order; for repeated keys the last value, at its last position.
+    #[cfg(test)]
     pub fn iter(&self) -> impl Iterator<Item = (&str, &'a RawValue)> + '_ {
         self.entries.iter().map(|(k, v)| (k.as_ref(), *v))
     }
+
+    /// As [`Fields::iter`], with whether the key needs no escaping: a key borrowed from the
+    /// input had no escape sequence, and valid JSON has no raw `"` or control byte in one.
+    pub fn iter_plain(&self) -> impl Iterator<Item = (&str, bool, &'a RawValue)> + '_ {
+        self.entries
+            .iter()
+            .map(|(k, v)| (k.as_ref(), matches!(k, Cow::Borrowed(_)), *v))
+    }
+}
+
+/// `json[first key's opening quote .. end of the last value]`, when every key is borrowed
+/// from `json` (so each sits between quotes in it, unescaped).
+fn members_text<'a>(json: &'a str, entries: &[(Cow<'a, str>, &'a RawValue)]) -> Option<&'a str> {
+    if entries.iter().any(|(k, _)| matches!(k, Cow::Owned(_))) {
+        return None;
+    }
+    let (Cow::Borrowed(first), _) = entries.first()? else {
+        return None;
+    };
+    let last = entries.last()?.1.get();
+    let base = json.as_ptr() as usize;
+    let start = (first.as_ptr() as usize)
+        .checked_sub(base)?
+        .checked_sub(1)?;
+    let end = (last.as_ptr() as usize - base).checked_add(last.len())?;
+    let text = json.get(start..end)?;
+    text.starts_with('"').then_some(text)
 }
 
 /// A key that borrows from the input when it has no escape sequences.
@@ -115,7 +156,10 @@ impl<'de> Deserialize<'de> for Fields<'de> {
                 while let Some((key, value)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
                     entries.push((key.0, value));
                 }
-                Ok(Fields { entries })
+                Ok(Fields {
+                    entries,
+                    members: None,
+                })
             }
         }
         deserializer.deserialize_map(FieldsVisitor)
@@ -286,6 +330,33 @@ mod tests {
         let scan = MessageScan::parse(escaped).unwrap();
         assert_eq!(scan.properties.unwrap().body_start(escaped), None);
         assert!(MessageScan::parse(r#"{"event":"e","properties":[1]}"#).is_err());
+    }
+
+    #[test]
+    fn members_text_is_the_members_as_written_or_none() {
+        fn members(json: &str) -> Option<&str> {
+            Fields::parse(json, "t").unwrap().members_text()
+        }
+        assert_eq!(
+            members(r#"{"a":1,"b":[2,{"c":3}]}"#),
+            Some(r#""a":1,"b":[2,{"c":3}]"#)
+        );
+        assert_eq!(
+            members(" { \"a\" : \"x\" ,\n\"b\":null } "),
+            Some("\"a\" : \"x\" ,\n\"b\":null")
+        );
+        // Nothing to copy, or not as written: an empty object, a repeated key, an escaped key.
+        assert_eq!(members("{}"), None);
+        assert_eq!(members(r#"{"a":1,"a":2}"#), None);
+        assert_eq!(members(r#"{"a":1,"\u0062":2}"#), None);
+        assert_eq!(members(r#"{"\u0062":2,"a":1}"#), None);
+    }
+
+    #[test]
+    fn iter_plain_tells_escaped_keys() {
+        let f = Fields::parse(r#"{"a":1,"b\n":2}"#, "t").unwrap();
+        let plain: Vec<(&str, bool)> = f.iter_plain().map(|(k, p, _)| (k, p)).collect();
+        assert_eq!(plain, vec![("a", true), ("b\n", false)]);
     }
 
     #[test]

@@ -86,8 +86,9 @@ pub const OPERATIONS: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct MessageBuilder {
     token: String,
-    /// The token's length as a JSON string, quotes and escapes included.
-    token_json_len: usize,
+    /// The token written as a JSON string (quotes and escapes included), copied as is into
+    /// every message.
+    token_json: Box<str>,
     max_event_bytes: usize,
     /// Whether the client has its own `/import` credentials (service account or secret).
     /// Without them, a prebuilt `/import` event authenticates with its own token.
@@ -98,7 +99,9 @@ impl MessageBuilder {
     pub fn new(token: &str, max_event_bytes: u64) -> Self {
         Self {
             token: token.to_owned(),
-            token_json_len: json_str_len(token),
+            token_json: serde_json::to_string(token)
+                .unwrap_or_default()
+                .into_boxed_str(),
             max_event_bytes: usize::try_from(max_event_bytes).unwrap_or(usize::MAX),
             import_credentials_configured: false,
         }
@@ -114,17 +117,18 @@ impl MessageBuilder {
     /// `distinct_id` and `event`, whatever the properties: each fixed key is counted with the
     /// shortest value it can have (the caller may supply its own), no caller property is.
     // For the client's guard, which checks it before building the event.
-    pub fn min_event_len(&self, distinct_id: &str, event: &str) -> usize {
-        let distinct = if distinct_id.is_empty() {
+    // Takes lengths only, so that the guard can be asked before the text is even validated.
+    pub fn min_event_len(&self, distinct_id_len: usize, event_len: usize) -> usize {
+        let distinct = if distinct_id_len == 0 {
             0
         } else {
             DISTINCT_ID.len() + 1
         };
         EVENT_OPEN.len()
-            + event.len()
+            + event_len
             + 2
             + PROPERTIES_TOKEN.len()
-            + self.token_json_len
+            + self.token_json.len()
             + distinct
             + TIME.len()
             + 1
@@ -181,13 +185,13 @@ impl MessageBuilder {
         }
         let tail = UpdateTail::new(operation, value)?;
         let len = PEOPLE_OPEN.len()
-            + self.token_json_len
+            + self.token_json.len()
             + PEOPLE_DISTINCT_ID.len()
             + json_str_len(distinct_id)
             + tail.len();
         let mut out = Vec::with_capacity(len);
         out.extend_from_slice(PEOPLE_OPEN);
-        write_str(&mut out, &self.token);
+        out.extend_from_slice(self.token_json.as_bytes());
         out.extend_from_slice(PEOPLE_DISTINCT_ID);
         write_str(&mut out, distinct_id);
         tail.write(&mut out);
@@ -210,7 +214,7 @@ impl MessageBuilder {
         }
         let tail = UpdateTail::new(operation, value)?;
         let len = PEOPLE_OPEN.len()
-            + self.token_json_len
+            + self.token_json.len()
             + GROUP_KEY.len()
             + json_str_len(group_key)
             + GROUP_ID.len()
@@ -218,7 +222,7 @@ impl MessageBuilder {
             + tail.len();
         let mut out = Vec::with_capacity(len);
         out.extend_from_slice(PEOPLE_OPEN);
-        write_str(&mut out, &self.token);
+        out.extend_from_slice(self.token_json.as_bytes());
         out.extend_from_slice(GROUP_KEY);
         write_str(&mut out, group_key);
         out.extend_from_slice(GROUP_ID);
@@ -320,10 +324,13 @@ impl MessageBuilder {
         // exact bytes theirs will take.
         let (mut has_distinct_id, mut has_mp_lib, mut has_lib_version) = (false, false, false);
         let (mut time, mut insert_id) = (None, None);
-        let (mut count, mut props_len) = (0usize, 0usize);
-        for (key, value) in props.iter() {
+        let (mut count, mut props_len, mut has_token) = (0usize, 0usize, false);
+        for (key, plain, value) in props.iter_plain() {
             match key {
-                "token" => continue,
+                "token" => {
+                    has_token = true;
+                    continue;
+                }
                 "distinct_id" => has_distinct_id = true,
                 "time" => time = Some(value),
                 "$insert_id" => insert_id = Some(value),
@@ -332,7 +339,17 @@ impl MessageBuilder {
                 _ => {}
             }
             count += 1;
-            props_len += 2 + json_str_len(key) + value.get().len();
+            let key_len = if plain {
+                key.len() + 2
+            } else {
+                json_str_len(key)
+            };
+            props_len += 2 + key_len + value.get().len();
+        }
+        // The caller's members in one copy, as written, unless one must be left out.
+        let members = props.members_text().filter(|_| !has_token);
+        if let Some(text) = members {
+            props_len = 1 + text.len();
         }
         let add_distinct_id = !distinct_id.is_empty() && !has_distinct_id;
         let mut time_text = itoa::Buffer::new();
@@ -360,7 +377,7 @@ impl MessageBuilder {
         let len = EVENT_OPEN.len()
             + json_str_len(event)
             + PROPERTIES_TOKEN.len()
-            + self.token_json_len
+            + self.token_json.len()
             + if add_distinct_id {
                 DISTINCT_ID.len() + json_str_len(distinct_id)
             } else {
@@ -388,7 +405,7 @@ impl MessageBuilder {
         out.extend_from_slice(EVENT_OPEN);
         write_str(&mut out, event);
         out.extend_from_slice(PROPERTIES_TOKEN);
-        write_str(&mut out, &self.token);
+        out.extend_from_slice(self.token_json.as_bytes());
         if add_distinct_id {
             out.extend_from_slice(DISTINCT_ID);
             write_str(&mut out, distinct_id);
@@ -411,16 +428,26 @@ impl MessageBuilder {
             out.extend_from_slice(LIB_VERSION_KEY);
             write_plain_str(&mut out, LIB_VERSION);
         }
-        for (key, value) in props.iter() {
-            if key == "token" {
-                continue;
-            }
+        if let Some(text) = members {
             out.push(b',');
-            write_str(&mut out, key);
-            out.push(b':');
-            out.extend_from_slice(value.get().as_bytes());
+            out.extend_from_slice(text.as_bytes());
+        } else {
+            for (key, plain, value) in props.iter_plain() {
+                if key == "token" {
+                    continue;
+                }
+                out.push(b',');
+                if plain {
+                    write_plain_str(&mut out, key);
+                } else {
+                    write_str(&mut out, key);
+                }
+                out.push(b':');
+                out.extend_from_slice(value.get().as_bytes());
+            }
         }
         out.extend_from_slice(EVENT_CLOSE);
+        debug_assert_eq!(out.len(), len, "the event's length was computed exactly");
         Ok(out)
     }
 
@@ -483,7 +510,9 @@ impl MessageBuilder {
             write(&mut missing);
         };
         if props.token.is_none() {
-            add(b"\"token\":", &|out| write_str(out, &self.token));
+            add(b"\"token\":", &|out| {
+                out.extend_from_slice(self.token_json.as_bytes())
+            });
         }
         if props.time.is_none() {
             add(b"\"time\":", &|out| write_int(out, now_ms()));
@@ -774,8 +803,20 @@ pub fn valid_insert_id(id: &str) -> bool {
 }
 
 fn write_str(out: &mut Vec<u8>, s: &str) {
-    // Writing a &str to a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, s);
+    if is_plain(s) {
+        write_plain_str(out, s);
+    } else {
+        // Writing a &str to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
+/// Whether `s` needs no escaping in a JSON string (no `"`, backslash or control byte): the
+/// common case, copied as is. No early exit, so the loop is branch-free and vectorised.
+fn is_plain(s: &str) -> bool {
+    !s.bytes().fold(false, |any, b| {
+        any | (b < 0x20) | (b == b'"') | (b == b'\\')
+    })
 }
 
 /// Writes `s`, which needs no escaping, as a JSON string.
@@ -788,6 +829,9 @@ fn write_plain_str(out: &mut Vec<u8>, s: &str) {
 /// The length of `s` written as a JSON string by serde_json (quotes included): `"` and
 /// backslash and the short control escapes take 2 bytes, other control bytes (`\u00XX`) 6.
 fn json_str_len(s: &str) -> usize {
+    if is_plain(s) {
+        return 2 + s.len();
+    }
     2 + s
         .bytes()
         .map(|b| match b {
@@ -845,18 +889,21 @@ fn splitmix64(mut z: u64) -> u64 {
 /// 32 lowercase hex digits: the process salt and a fresh random word, both scrambled.
 fn write_insert_id(out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let random = fastrand::u64(..);
-    for word in [splitmix64(salt() ^ random), random ^ salt().rotate_left(29)] {
-        for shift in (0..16).rev() {
-            out.push(HEX[((word >> (shift * 4)) & 0xf) as usize]);
+    let (random, salt) = (fastrand::u64(..), salt());
+    let words = [splitmix64(salt ^ random), random ^ salt.rotate_left(29)];
+    let mut id = [0u8; INSERT_ID_LEN];
+    for (digits, word) in id.chunks_exact_mut(16).zip(words) {
+        for (i, digit) in digits.iter_mut().enumerate() {
+            *digit = HEX[((word >> ((15 - i) * 4)) & 0xf) as usize];
         }
     }
+    out.extend_from_slice(&id);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::Value;
+    use serde_json::{json, Value};
 
     fn builder() -> MessageBuilder {
         MessageBuilder::new("tok", 1_000_000)
@@ -1260,6 +1307,45 @@ mod tests {
     }
 
     #[test]
+    fn caller_properties_are_kept_whichever_way_they_are_copied() {
+        let b = builder();
+        // One copy as written (plain keys, any whitespace), or member by member (a `token`
+        // to leave out, a repeated key, an escaped key).
+        for (props, want) in [
+            (
+                r#"{"a":1,"b":[2,{"c":"d"}]}"#,
+                json!({"a":1,"b":[2,{"c":"d"}]}),
+            ),
+            (
+                " {\n \"a\" : \"x\" ,\t\"é\":null } ",
+                json!({"a":"x","é":null}),
+            ),
+            (r#"{"token":"theirs","a":1}"#, json!({"a":1})),
+            (r#"{"a":1,"b":2,"a":3}"#, json!({"b":2,"a":3})),
+            (
+                r#"{"\u0061\n":1,"b":"\"q\""}"#,
+                json!({"a\n":1,"b":"\"q\""}),
+            ),
+        ] {
+            let m = b.event("u1", "E", Some(props)).unwrap();
+            let v = parse(&m);
+            let got = v["properties"].as_object().unwrap();
+            assert_eq!(got["token"], "tok", "{props}");
+            assert_eq!(got["distinct_id"], "u1", "{props}");
+            for (k, val) in want.as_object().unwrap() {
+                assert_eq!(&got[k], val, "{props}: {k}");
+            }
+            // Ours (token, distinct_id, time, $insert_id, mp_lib, $lib_version) and theirs.
+            assert_eq!(
+                got.len(),
+                6 + want.as_object().unwrap().len(),
+                "{props}: {v}"
+            );
+            assert_eq!(m.json.len(), m.json.capacity(), "exact size: {props}");
+        }
+    }
+
+    #[test]
     fn min_event_len_is_a_lower_bound() {
         let mut rng = fastrand::Rng::with_seed(5);
         let shortest = format!(
@@ -1271,7 +1357,7 @@ mod tests {
             for _ in 0..500 {
                 let id = random_key(&mut rng);
                 let name = format!("e{}", random_key(&mut rng));
-                let min = b.min_event_len(&id, &name);
+                let min = b.min_event_len(id.len(), name.len());
                 assert!(min >= name.len() + token.len());
                 for props in [None, Some(shortest.as_str())] {
                     let built = b.event(&id, &name, props).unwrap().len();

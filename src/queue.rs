@@ -79,6 +79,11 @@ impl Queue {
             .map_err(|r| refused(acc, r, 1))
     }
 
+    /// Whether [`Queue::precheck`] would refuse; nothing is counted.
+    pub fn would_refuse(&self, acc: &Accounting, min_len: usize) -> bool {
+        acc.guard.precheck(1, Guard::charge(min_len)).is_err()
+    }
+
     /// Pushes all messages or none.
     pub fn push(&self, acc: &Accounting, messages: Vec<Message>) -> Result<()> {
         let count = messages.len() as u64;

@@ -435,3 +435,81 @@ fn batch_max_bytes_caps_the_encoded_body() {
     assert_eq!(c.stats().queue_bytes, 0, "{:?}", c.stats());
     c.close(LONG).unwrap();
 }
+
+/// Issue 10: at the C API a full guard refuses `track` and `import` before their text is
+/// even validated, so a dropped call costs an atomic load; the drop is counted as a guard
+/// drop. With room, the same bad text is refused as invalid.
+#[test]
+fn a_full_guard_refuses_before_the_text_is_read() {
+    use bulkhead::ffi::{
+        bulkhead_client, bulkhead_client_free, bulkhead_client_new, bulkhead_client_stats,
+        bulkhead_import, bulkhead_stats, bulkhead_status, bulkhead_track,
+    };
+    let mock = MockServer::start();
+    mock.set_down(DownMode::Hang);
+    let config = format!(
+        r#"{{"token":"t","api_host":"{}","queue_capacity":1,"log_level":"off"}}"#,
+        mock.url()
+    );
+    let mut handle: *mut bulkhead_client = std::ptr::null_mut();
+    // SAFETY: `config` is readable for its length and `handle` is writable.
+    let st = unsafe { bulkhead_client_new(config.as_ptr().cast(), config.len(), &mut handle) };
+    assert_eq!(st, bulkhead_status::Ok);
+    let bad = b"\xff\xfe";
+    let track = |id: &[u8]| {
+        // SAFETY: `handle` is live; every string is readable for the length given.
+        unsafe {
+            bulkhead_track(
+                handle,
+                id.as_ptr().cast(),
+                id.len(),
+                "e".as_ptr().cast(),
+                1,
+                std::ptr::null(),
+                0,
+            )
+        }
+    };
+    let stats = || {
+        let mut s = bulkhead_stats::default();
+        // SAFETY: `handle` is live and `s` writable.
+        assert_eq!(
+            unsafe { bulkhead_client_stats(handle, &mut s) },
+            bulkhead_status::Ok
+        );
+        s
+    };
+    assert_eq!(
+        track(bad),
+        bulkhead_status::InvalidUtf8,
+        "room left: validated"
+    );
+    assert_eq!(track(b"u"), bulkhead_status::Ok);
+    assert_eq!(
+        track(bad),
+        bulkhead_status::QueueFull,
+        "full: refused unread"
+    );
+    // SAFETY: as above, with a NULL properties pointer of length 0.
+    let st = unsafe {
+        bulkhead_import(
+            handle,
+            bad.as_ptr().cast(),
+            bad.len(),
+            "e".as_ptr().cast(),
+            1,
+            1,
+            std::ptr::null(),
+            0,
+        )
+    };
+    assert_eq!(st, bulkhead_status::QueueFull);
+    let s = stats();
+    assert_eq!(
+        (s.dropped_invalid, s.dropped_queue_full, s.enqueued),
+        (1, 2, 1),
+        "{s:?}"
+    );
+    // SAFETY: `handle` came from bulkhead_client_new and is freed once, here.
+    unsafe { bulkhead_client_free(handle) };
+}

@@ -182,7 +182,8 @@ pub unsafe extern "C" fn bulkhead_client_free(client: *mut bulkhead_client) {
 /// Queues an event for `/track`. `distinct_id` may be empty; `properties_json` is a JSON
 /// object or NULL/0. Adds `token`, `distinct_id`, `time` (ms), `$insert_id`, `mp_lib` and
 /// `$lib_version`; a caller's `time`, `$insert_id`, `distinct_id` (and any other key
-/// but `token`) win. Never blocks: `BULKHEAD_STATUS_QUEUE_FULL` when the guard dropped it.
+/// but `token`) win. Never blocks: `BULKHEAD_STATUS_QUEUE_FULL` when the guard dropped it
+/// (asked first, before the text is read, so that a dropped call stays cheap).
 ///
 /// # Safety
 /// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed). Each
@@ -200,6 +201,10 @@ pub unsafe extern "C" fn bulkhead_track(
 ) -> bulkhead_status {
     boundary(|| {
         let c = client!(client);
+        // A full guard refuses before the text is read: a dropped call stays cheap.
+        if let Err(e) = c.refuse_if_full(distinct_id_len, event_len) {
+            return status_of(Err(e));
+        }
         let distinct_id = text!(c, "distinct_id", distinct_id, distinct_id_len);
         let event = text!(c, "event", event, event_len);
         let properties = opt_text!(c, "properties_json", properties_json, properties_len);
@@ -228,6 +233,10 @@ pub unsafe extern "C" fn bulkhead_import(
 ) -> bulkhead_status {
     boundary(|| {
         let c = client!(client);
+        // A full guard refuses before the text is read: a dropped call stays cheap.
+        if let Err(e) = c.refuse_if_full(distinct_id_len, event_len) {
+            return status_of(Err(e));
+        }
         let distinct_id = text!(c, "distinct_id", distinct_id, distinct_id_len);
         let event = text!(c, "event", event, event_len);
         let properties = opt_text!(c, "properties_json", properties_json, properties_len);

@@ -229,6 +229,27 @@ for _name, (_restype, _argtypes) in _SIGNATURES.items():
     _fn.restype = _restype
     _fn.argtypes = _argtypes
 
+# The same library through PyDLL, for the calls that never wait (they take no lock a library
+# thread holds for long, and no library thread ever needs the GIL): called with the GIL held,
+# they skip a release and re-acquire per call, the hand-off that makes threaded p99 tails.
+# Calls that can wait (new, flush, close, shutdown) stay on `lib`, which releases the GIL.
+NOWAIT = (
+    "bulkhead_track",
+    "bulkhead_import",
+    "bulkhead_people",
+    "bulkhead_group",
+    "bulkhead_send",
+    "bulkhead_send_with_credentials",
+    "bulkhead_client_stats",
+    "bulkhead_client_queue_len",
+)
+nowait = ctypes.PyDLL(lib_path)
+for _name in NOWAIT:
+    _restype, _argtypes = _SIGNATURES[_name]
+    _fn = getattr(nowait, _name)
+    _fn.restype = _restype
+    _fn.argtypes = _argtypes
+
 
 def last_error() -> str:
     """The text of the last failing bulkhead call on this thread ("" if none)."""

@@ -110,3 +110,53 @@ def test_closed_error_is_not_a_value_error(config: Any) -> None:
     with pytest.raises(ValueError):
         bulkhead.Client(**config(pool_sise=3))
     assert bulkhead.Client(**config()).stats().errors_overwritten == 0
+
+
+def test_calls_that_never_wait_keep_the_gil_and_waiting_calls_release_it() -> None:
+    """Issue 10: track and its kin go through PyDLL (no GIL release and re-acquire per call,
+    the hand-off behind threaded p99 tails); flush, close, shutdown and new go through CDLL,
+    so a thread waiting in them lets the others run."""
+    import ctypes
+
+    from bulkhead import _ffi, client
+
+    pythonapi = ctypes._FUNCFLAG_PYTHONAPI  # type: ignore[attr-defined]
+    keeps_gil = [
+        client._track,
+        client._import,
+        client._people,
+        client._group,
+        client._send_cred,
+        client._stats,
+        client._queue_len,
+    ]
+    for fn in keeps_gil:
+        assert fn._flags_ & pythonapi, fn
+    for fn in [client._flush, client._close, client._flush_ex, _ffi.lib.bulkhead_shutdown,
+               _ffi.lib.bulkhead_client_new]:
+        assert not fn._flags_ & pythonapi, fn
+
+
+def test_orjson_when_installed_writes_what_json_writes() -> None:
+    """Issue 10: properties go through orjson when the `fast` extra is installed, with the
+    same result as the `json` path (datetimes, dates, sets, tuples, non-str keys, nesting,
+    unicode); what orjson refuses falls back to `json`."""
+    import datetime as dt
+    import json
+
+    from bulkhead import client
+
+    pytest.importorskip("orjson")
+    assert client._dumps is not client._dumps_std, "orjson installed but not used"
+    samples = [
+        {"plan": "pro", "n": 3, "x": 1.5, "ok": True, "none": None, "list": [1, "a", {"b": []}]},
+        {"when": dt.datetime(2026, 11, 27, 12, 30, 5, 123456), "day": dt.date(2026, 11, 27)},
+        {"tags": ("a", "b"), "set": {"only"}, 1: "int key", "é": "ü\u2028\"\\\n"},
+        {"big": 2**70, "neg": -(2**63)},
+    ]
+    for value in samples:
+        fast, std = client._dumps(value), client._dumps_std(value)
+        assert json.loads(fast) == json.loads(std), (fast, std)
+        assert list(json.loads(fast)) == list(json.loads(std)), "key order kept"
+    with pytest.raises(TypeError):
+        client._dumps({"x": object()})
