@@ -66,7 +66,14 @@ module Story
       end
       row["unaccounted"] = row["tracked"] - row["delivered"] - row["dropped"].values.sum - row["failed"] -
                            row["rejected"] - row["pending"]
+      row["missing_window"] = missing_window(delivered)
       row
+    end
+
+    # When the jobs whose events were not delivered finished (their track call): first, last.
+    def missing_window(delivered)
+      times = run["done"].reject { |id, _, _| delivered.include?("job-#{id}") }.map(&:last)
+      times.empty? ? nil : times.minmax
     end
 
     # Crucial jobs finished in each 1 s bin, from 0.
@@ -179,15 +186,19 @@ module Story
       lines << "## Analytics events"
       lines << ""
       lines << "Delivered: unique `$insert_id`s the mock stored; duplicates: copies it received again. " \
-               "Unaccounted = tracked − delivered − dropped − failed − rejected − pending."
+               "Unaccounted = tracked − delivered − dropped − failed − rejected − pending. The last column: " \
+               "when the first and the last event that was not delivered were tracked (outage: " \
+               "#{format("%.1f–%.1f", @figures.first.phase("refuse")["start"], @figures.first.phase("hang")["end"])} s)."
       lines << ""
-      lines << "| run | tracked | delivered | duplicates | dropped | failed | rejected | pending | unaccounted |"
-      lines << "|---|---:|---:|---:|---|---:|---:|---:|---:|"
+      lines << "| run | tracked | delivered | duplicates | dropped | failed | rejected | pending | unaccounted | " \
+               "not delivered, tracked at (s) |"
+      lines << "|---|---:|---:|---:|---|---:|---:|---:|---:|---|"
       @figures.each do |f|
         a = f.accounting
         dropped = a["dropped"].empty? ? "0" : a["dropped"].map { |k, v| "#{v} (#{k})" }.join(", ")
         lines << "| #{f.mode} | #{a["tracked"]} | #{a["delivered"]} | #{a["duplicates"]} | #{dropped} | " \
-                 "#{a["failed"]} | #{a["rejected"]} | #{a["pending"]} | #{a["unaccounted"]} |"
+                 "#{a["failed"]} | #{a["rejected"]} | #{a["pending"]} | #{a["unaccounted"]} | " \
+                 "#{a["missing_window"] ? format("%.1f–%.1f", *a["missing_window"]) : "–"} |"
       end
       lines << ""
       lines << "## Checks (bulkhead)"

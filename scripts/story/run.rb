@@ -93,19 +93,21 @@ module Story
       samples = []
       sampler = Thread.new { sample(t0, samples) { stop == :all } }
       driver = Thread.new { pushed = drive { stop } }
-      phases = PHASES.map do |name|
-        @parts.mock.post(*PHASE_CONTROL.fetch(name))
-        start = Time.now.to_f - t0
-        sleep @opts.durations.fetch(name)
-        { "name" => name, "start" => start, "end" => Time.now.to_f - t0 }
+      begin
+        phases = PHASES.map do |name|
+          @parts.mock.post(*PHASE_CONTROL.fetch(name))
+          start = Time.now.to_f - t0
+          sleep @opts.durations.fetch(name)
+          { "name" => name, "start" => start, "end" => Time.now.to_f - t0 }
+        end
+        stop = true
+        raise "the driver did not stop" unless driver.join(10)
+
+        drained = drain(pushed)
+      ensure
+        stop = :all
+        raise "the driver or the sampler did not stop" unless driver.join(10) && sampler.join(10)
       end
-      stop = true
-      raise "the driver did not stop" unless driver.join(10)
-
-      drained = drain(pushed)
-      stop = :all
-      raise "the sampler did not stop" unless sampler.join(10)
-
       { "t0" => t0, "phases" => phases, "samples" => samples, "pushed" => pushed, "drained" => drained }
     end
 
