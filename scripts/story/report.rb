@@ -167,6 +167,10 @@ module Story
                "`ConnectionPool` of five 50-event `BufferedConsumer`s (a failed send raises: Sidekiq retries the " \
                "job); (c) `Bulkhead::MixpanelConsumer`, one client per process, `queue_capacity: #{@opts.guard}`"
       lines << ""
+      lines << "## Summary"
+      lines << ""
+      @figures.each { |f| lines << "- #{summary(f)}" }
+      lines << ""
       lines << "## Crucial jobs"
       lines << ""
       lines << "Throughput: jobs finished per second inside the phase. Latency: finish − enqueue of the jobs " \
@@ -264,6 +268,18 @@ module Story
     end
 
     private
+
+    # One sentence per run, from its figures.
+    def summary(f)
+      rows = f.phase_rows.to_h { |r| [r["name"], r] }
+      outage_p99 = [rows["refuse"]["p99"], rows["hang"]["p99"]].compact.max
+      a = f.accounting
+      "#{LABELS[f.mode]}: during the outage crucial jobs finished at #{pct(f.outage_throughput / f.healthy_throughput)} " \
+        "of the healthy rate, the jobs enqueued then waited up to #{ms(outage_p99)} ms (p99; healthy " \
+        "#{ms(rows["healthy"]["p99"])} ms), queue:crucial peaked at #{f.phase_rows.map { |r| r["depth"] }.max} jobs; " \
+        "#{a["delivered"]} of #{a["tracked"]} events delivered, #{a["dropped"].values.sum} dropped, #{a["failed"]} " \
+        "failed, #{a["pending"]} pending, #{a["unaccounted"]} unaccounted."
+    end
 
     def shade(out, x, y0, panel_h)
       phases = @figures.first.run["phases"]

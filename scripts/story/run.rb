@@ -211,6 +211,9 @@ module Story
     puts report.checks_text
     puts "story: wrote #{File.join(opts.out, "story.md")} and story.svg"
     exit(report.pass? ? 0 : 1)
+  rescue Interrupt => e
+    warn e.message
+    exit 130
   end
 
   def self.argv_for_report(opts)
