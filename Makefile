@@ -6,6 +6,7 @@
 #   make bench      latency and throughput figures
 #   make chaos      the chaos accounting test at a million events (tests/chaos.rs)
 #   make soak       ten minutes at 20 000 events/s with the service flapping (examples/soak.rs)
+#   make story      the outage story with real Redis and Sidekiq (bench/story.md, bench/story.svg)
 #   make install PREFIX=/usr/local      (and make uninstall PREFIX=...)
 #   make gems       the Ruby platform gem and source gem, in target/gems/
 #   make python-dist  the Python wheel and sdist, in target/python-dist/
@@ -35,7 +36,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
 
 .PHONY: all build header lint test test-rust test-c test-ruby test-python deps-ruby deps-python deps-c \
         test-install test-gems test-python-dist gems python-dist demo bench install uninstall clean \
-        chaos soak
+        chaos soak story test-story deps-story
 
 all: build
 
@@ -61,7 +62,7 @@ lint:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps -p bulkhead -q
 	$(PYTHON) scripts/reliability.py --check
 
-test: lint test-rust test-ruby test-python test-install test-gems test-python-dist
+test: lint test-rust test-ruby test-python test-story test-install test-gems test-python-dist
 
 # test-rust includes these; here to run them alone.
 
@@ -119,6 +120,29 @@ soak: $(MOCK)
 	target/release/examples/soak --mock $(MOCK) --seconds $(SOAK_SECONDS) --rate $(SOAK_RATE) \
 	  --csv bench/soak.csv --svg bench/soak.svg --row bench/reliability/soak.md; \
 	  status=$$?; $(PYTHON) scripts/reliability.py; exit $$status
+
+# The story with real parts (issue #9): a Sidekiq app's crucial jobs while the analytics
+# service refuses, then hangs, then comes back; (a) a synchronous consumer in the job, (b) the
+# seed's guarded analytics jobs with buffered consumers, (c) bulkhead. Processes on 127.0.0.1.
+STORY := BULKHEAD_LIB=$(LIB) ruby -I bindings/ruby/lib scripts/story/run.rb --mock $(MOCK)
+
+deps-story: deps-ruby
+	@if ! command -v redis-server >/dev/null 2>&1 || ! ruby -e 'require "sidekiq"' >/dev/null 2>&1; then \
+	  echo "installing redis-server, ruby-sidekiq from Debian's packages"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server ruby-sidekiq; \
+	fi
+
+# About five minutes; writes bench/story.md and bench/story.svg; fails on bulkhead's checks.
+story: build deps-story
+	@mkdir -p bench/reliability
+	$(STORY) --out bench --row bench/reliability/story.md; \
+	  status=$$?; $(PYTHON) scripts/reliability.py; exit $$status
+
+# A short (a) and (c) for make test (about a minute); loose checks only; writes to a temp dir.
+test-story: build deps-story
+	@set -euo pipefail; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(STORY) --out $$tmp --runs sync,bulkhead --phases 6,3,5,6 --drain 40 --test
 
 # --- C packaging: install into a throw-away PREFIX, check the files and links, link a
 # program statically through pkg-config --static (Libs.private) and one dynamically through
