@@ -36,7 +36,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
 
 .PHONY: all build header lint test test-rust test-c test-ruby test-python deps-ruby deps-python deps-c \
         test-install test-gems test-python-dist gems python-dist demo bench install uninstall clean \
-        chaos soak story test-story deps-story
+        chaos soak story test-story deps-story fork-storms
 
 all: build
 
@@ -107,6 +107,12 @@ chaos:
 	@mkdir -p bench/reliability
 	BULKHEAD_CHAOS_EVENTS=1000000 BULKHEAD_CHAOS_ROW=$(ROOT)/bench/reliability/chaos.md \
 	  $(CARGO) test --release --test chaos -- --nocapture
+	@$(PYTHON) scripts/reliability.py
+
+# The fork storms (also in make test), writing their rows of the README's Reliability table.
+fork-storms: $(MOCK)
+	@mkdir -p bench/reliability
+	BULKHEAD_RELIABILITY_DIR=$(ROOT)/bench/reliability $(CARGO) test --test c_api forks_among
 	@$(PYTHON) scripts/reliability.py
 
 # Soak (issue #9, not in CI): SOAK_SECONDS (600) at SOAK_RATE events/s (20000) with the mock

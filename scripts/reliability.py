@@ -22,6 +22,7 @@ BEGIN, END = "<!-- reliability:begin -->", "<!-- reliability:end -->"
 ORDER = [
     "chaos",
     "fork-c",
+    "fork-cxx",
     "fork-ruby",
     "fork-python",
     "story",

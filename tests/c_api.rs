@@ -519,6 +519,38 @@ fn forks_among_busy_threads_never_hang_a_child() {
                     p.label
                 );
             }
+            // `make fork-storms`: this build's row of the README's Reliability table.
+            if let Ok(dir) = std::env::var("BULKHEAD_RELIABILITY_DIR") {
+                let total = |line: &str| -> u64 {
+                    stdout
+                        .lines()
+                        .find(|l| l.starts_with(line))
+                        .map(|l| {
+                            l.split_whitespace()
+                                .filter_map(|w| w.split_once('=')?.1.parse::<u64>().ok())
+                                .sum()
+                        })
+                        .unwrap_or(0)
+                };
+                let row = format!(
+                    "| fork storm from C ({}): {} forks (300 one at a time, then waves of 20 alive at once) \
+                     while parent threads track through a slow mock, make and close clients and call \
+                     `bulkhead_shutdown` every 3 ms | {} events held by the mock | `make fork-storms` | \
+                     PASS: 0 hung, 0 failed children; every event arrived once or was counted given up \
+                     by its client ({} sent, {} given up), 0 duplicates |\n",
+                    p.label,
+                    reported(stdout, "forks=", "forks"),
+                    events.len(),
+                    total("sent "),
+                    total("unsure "),
+                );
+                let file = if p.label.contains("c++") {
+                    "fork-cxx.md"
+                } else {
+                    "fork-c.md"
+                };
+                std::fs::write(Path::new(&dir).join(file), row).unwrap();
+            }
         },
     );
 }
