@@ -88,7 +88,7 @@ $(VENV)/bin/python:
 
 deps-python: $(VENV)/bin/python $(LIB)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q pytest mixpanel
+	$(VENV)/bin/pip install -q pytest mixpanel gunicorn
 	$(VENV)/bin/pip install -q mypy
 	BULKHEAD_PREBUILT_LIB=$(LIB) $(VENV)/bin/pip install -q --force-reinstall --no-deps ./bindings/python
 
