@@ -74,9 +74,9 @@ test-c:
 
 deps-ruby:
 	@if ! ruby -e 'require "ffi"; require "minitest"; require "puma"; require "rack"' >/dev/null 2>&1; then \
-	  echo "installing ruby, ruby-ffi, ruby-minitest, puma from Debian's packages"; \
+	  echo "installing ruby, ruby-ffi, ruby-minitest, puma, ruby-rack from Debian's packages"; \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq ruby ruby-ffi ruby-minitest puma; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq ruby ruby-ffi ruby-minitest puma ruby-rack; \
 	fi
 
 test-ruby: build deps-ruby
