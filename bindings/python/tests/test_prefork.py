@@ -61,7 +61,7 @@ class Sample:
     phase: str
     start: float
     latency: float
-    status: int  # HTTP status, 0 when the request failed
+    status: int  # HTTP status, 0 when the request failed, -1 when the answer was another's
     insert_id: str
 
 
@@ -111,9 +111,10 @@ def request(conn: http.client.HTTPConnection, phase: str) -> Sample:
         resp = conn.getresponse()
         body = resp.read()
         status = resp.status
-        if status == 200:
-            assert json.loads(body)["insert_id"] == insert_id
-    except (OSError, http.client.HTTPException):
+        # A 200 for some other request's event is not a 200 for this one.
+        if status == 200 and json.loads(body)["insert_id"] != insert_id:
+            status = -1
+    except (OSError, http.client.HTTPException, ValueError):
         conn.close()
         status = 0
     return Sample(phase, start, time.monotonic() - start, status, insert_id)
@@ -217,7 +218,7 @@ def test_gunicorn_preload_outage_accounting_and_shutdown(mock: Mock, tmp_path: P
     assert shutdown_s is not None, f"gunicorn did not stop within {SHUTDOWN_DEADLINE_S} s:\n{server_log}"
     all_samples = samples + final
     failed_requests = [s for s in all_samples if s.status != 200]
-    assert not failed_requests, f"{len(failed_requests)} requests did not get a 200 (track must not block)"
+    assert not failed_requests, f"requests without their 200 (track must not block): {Counter(s.status for s in failed_requests)}"
     ok_ids |= {s.insert_id for s in final}
 
     reports = [json.loads(p.read_text()) for p in sorted(stats_dir.glob("*.json"))]
