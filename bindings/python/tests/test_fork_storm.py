@@ -13,7 +13,9 @@ must not run pytest's own exit path.
 
 from __future__ import annotations
 
+import faulthandler
 import json
+import logging
 import os
 import select
 import threading
@@ -148,6 +150,9 @@ def child_main(index: int, parent: Parent, report_dir: Path, go_fd: Optional[int
     """In the forked child: never returns."""
     code = 1
     try:
+        # Where a hung child is stuck, written before the parent's watchdog kills it.
+        stack_file = open(report_dir / f"child-{index}.stack", "w")
+        faulthandler.dump_traceback_later(CHILD_WATCHDOG_S - 5, file=stack_file)
         if go_fd is not None:
             os.read(go_fd, 1)  # EOF when the parent releases every waiting child at once
         distinct_id = f"child-{index}"
@@ -207,7 +212,14 @@ def fork_child(index: int, parent: Parent, report_dir: Path, go_fd: Optional[int
     return pid
 
 
-def test_fork_storm_every_event_once_or_counted(mock: Mock, tmp_path: Path) -> None:
+def test_fork_storm_every_event_once_or_counted(
+    mock: Mock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The binding logs delivery errors on the calling thread. A parent thread writing a log
+    # line at fork() leaves that stream's buffer lock held in the child (CPython does not
+    # reset it), and the child's own log line then blocks forever: a hazard of fork() with
+    # threads in Python, not of the library, so no log lines here.
+    monkeypatch.setattr(logging.getLogger("bulkhead"), "disabled", True)
     mock.post("latency?ms=5")
     outcomes: Counter[str] = Counter()
     parent = Parent(mock)
@@ -256,6 +268,7 @@ def test_fork_storm_every_event_once_or_counted(mock: Mock, tmp_path: Path) -> N
     elapsed = time.monotonic() - started
 
     errors = [p.read_text() for p in tmp_path.glob("*.error")]
+    errors += [f"{p.name}:\n{p.read_text()}" for p in tmp_path.glob("*.stack") if p.stat().st_size]
     assert not parent.problems, parent.problems[0]
     assert outcomes == {"ok": SEQUENTIAL_FORKS + CONCURRENT_FORKS}, f"{dict(outcomes)}\n{''.join(errors[:3])}"
     assert all_alive, f"only {ready} of {CONCURRENT_FORKS} children were alive together"
@@ -274,6 +287,9 @@ def test_fork_storm_every_event_once_or_counted(mock: Mock, tmp_path: Path) -> N
     known = {ledger.distinct_id: ledger for ledger in ledgers}
     assert len(known) == len(ledgers)
     assert set(at_mock) <= set(known), "events of no client reached the mock"
+    # Each event at the mock is one its client was asked to track.
+    strays = [i for i in ids if int(i.rsplit("-", 1)[1]) >= known[i.rsplit("-", 1)[0]].tracked]
+    assert not strays, "events at the mock that their client was not asked to track"
 
     tracked = delivered = lost = abandoned_but_arrived = 0
     for ledger in ledgers:
@@ -283,8 +299,6 @@ def test_fork_storm_every_event_once_or_counted(mock: Mock, tmp_path: Path) -> N
         assert ledger.tracked == s["enqueued"] + dropped, (who, s)
         assert s["enqueued"] == s["sent"] + s["rejected"] + s["failed"] + s["queue_len"], (who, s)
         assert s["queue_len"] == 0, (who, s)
-        # Each event at the mock is one the client was asked to track.
-        assert all(int(i.rsplit("-", 1)[1]) < ledger.tracked for i in ids if i.rsplit("-", 1)[0] == who)
         # An event is at the mock or counted lost. A request abandoned by a close or shutdown
         # deadline may still have reached the mock: counted failed (dropped_shutdown) and there.
         arrived = at_mock[who]
