@@ -196,8 +196,9 @@ class ForkStormTest < BulkheadTest::Test
         tracked = track(distinct_id, c, 0) ? 1 : 0
         c.close(timeout: 0.01) # an event may still be pending: counted, not waited for
         settle(distinct_id, c, tracked)
-        # Not faster: every client alive at fork() is finalized again by each child's exit.
-        sleep 0.05
+        # Not faster: every client alive at fork() is finalized again by each child's exit
+        # (the helper keeps them until teardown).
+        sleep 0.1
       end
     end
   end
