@@ -76,10 +76,10 @@ test-c:
 	$(CARGO) test --test c_api
 
 deps-ruby:
-	@if ! ruby -e 'require "ffi"; require "minitest"' >/dev/null 2>&1; then \
-	  echo "installing ruby, ruby-ffi, ruby-minitest from Debian's packages"; \
+	@if ! ruby -e 'require "ffi"; require "minitest"; require "puma"; require "rack"' >/dev/null 2>&1; then \
+	  echo "installing ruby, ruby-ffi, ruby-minitest, puma, ruby-rack from Debian's packages"; \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq ruby ruby-ffi ruby-minitest; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq ruby ruby-ffi ruby-minitest puma ruby-rack; \
 	fi
 
 test-ruby: build deps-ruby
@@ -91,7 +91,7 @@ $(VENV)/bin/python:
 
 deps-python: $(VENV)/bin/python $(LIB)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q pytest mixpanel orjson
+	$(VENV)/bin/pip install -q pytest mixpanel orjson gunicorn
 	$(VENV)/bin/pip install -q mypy
 	BULKHEAD_PREBUILT_LIB=$(LIB) $(VENV)/bin/pip install -q --force-reinstall --no-deps ./bindings/python
 
