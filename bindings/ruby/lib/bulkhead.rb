@@ -10,7 +10,11 @@ require_relative "bulkhead/mixpanel_consumer"
 module Bulkhead
   @exit_lock = Mutex.new
   @exit_hook = false
-  @clients = ObjectSpace::WeakMap.new
+  # Each open client's Reporter, by the client's object id; a Client's finalizer removes
+  # its entry. Strong references to reporters (and through them to native handles), not a
+  # WeakMap of clients: iterating a WeakMap may yield a client the garbage collector is
+  # finalizing, whose native handle is already freed.
+  @reporters = {}
 
   class << self
     # Flushes and stops every client within `timeout` seconds (default: the largest
@@ -23,12 +27,20 @@ module Bulkhead
       ok
     end
 
-    def register_client(client) # :nodoc:
-      @clients[client] = true
+    def register_reporter(client, reporter) # :nodoc:
+      key = client.object_id
+      @reporters[key] = reporter
+      ObjectSpace.define_finalizer(client, unregister(key))
+    end
+
+    # A proc that holds only the key, not the client (which would then never be collected).
+    def unregister(key) # :nodoc:
+      proc { @reporters.delete(key) }
     end
 
     def report_all # :nodoc:
-      @clients.each_key(&:report_errors)
+      # A snapshot: a finalizer may drop entries meanwhile; what it holds stays valid.
+      @reporters.values.each(&:report)
     rescue StandardError
       nil
     end

@@ -54,8 +54,9 @@ module Bulkhead
       @hint = Native.bulkhead_client_log_hint(@ptr)
       @on_error = on_error
       @logger = logger == :default ? Logger.new($stderr, level: Logger::WARN, progname: "bulkhead") : logger
+      @reporter = Reporter.new(@ptr, @logger, @on_error)
       Bulkhead.register_exit_hook
-      Bulkhead.register_client(self)
+      Bulkhead.register_reporter(self, @reporter)
     end
 
     # Queues an event for /track. properties: a Hash (merged into the event's properties).
@@ -205,11 +206,7 @@ module Bulkhead
     # Hands waiting log lines and delivery errors to the logger and on_error (also called
     # by Bulkhead.shutdown at exit).
     def report_errors
-      notes = read_errors { |buf, len, written| Native.bulkhead_client_take_log(@ptr, buf, len, written) }
-      notes.each { |n| @logger&.add(LOG_LEVELS.fetch(n[:level], Logger::WARN), n[:message]) }
-      report_delivery_errors
-    rescue StandardError => e
-      @logger&.warn("error reporting failed: #{e.class}: #{e.message}")
+      @reporter.report
     end
 
     def inspect
@@ -233,43 +230,8 @@ module Bulkhead
       raise Native.error_for(status)
     end
 
-    def read_errors(&block)
-      JSON.parse(read_text(&block), symbolize_names: true)
-    end
-
-    # Runs the block with (buf, len, written), growing buf until the text fits.
-    def read_text
-      len = ERRORS_BUFFER
-      written = FFI::MemoryPointer.new(:size_t)
-      loop do
-        buf = FFI::MemoryPointer.new(:char, len)
-        status = yield(buf, len, written)
-        case status
-        when Native::OK
-          return buf.read_string(written.read(:size_t)).force_encoding(Encoding::UTF_8)
-        when Native::BUFFER_TOO_SMALL
-          len = [written.read(:size_t), len * 2].max
-        else
-          raise Native.error_for(status)
-        end
-      end
-    end
-
-    # Passes new delivery errors to on_error and the logger, on the calling Ruby thread.
-    def report_delivery_errors
-      return if @on_error.nil? && @logger.nil?
-
-      # The library keeps which errors were handed out (per process: a forked child starts fresh).
-      fresh = read_errors { |buf, len, written| Native.bulkhead_client_take_errors(@ptr, buf, len, written) }
-      fresh.each do |error|
-        @logger&.warn("delivery error on #{error[:endpoint]}: #{error[:message]} " \
-                      "(#{error[:events]} events, #{error[:outcome]}, http #{error[:http_status].inspect})")
-        @on_error&.call(error)
-      end
-    rescue StandardError => e
-      # Reporting must never break the caller's flush/close/stats.
-      @logger&.warn("error reporting failed: #{e.class}: #{e.message}")
-    end
+    def read_errors(&block) = Reporter.read_errors(&block)
+    def read_text(&block) = Reporter.read_text(&block)
 
     def utf8(value)
       s = value.to_s
@@ -306,6 +268,67 @@ module Bulkhead
       raise InvalidArgumentError, "bulkhead: timeout must be a number of seconds" unless seconds.is_a?(Numeric)
 
       Native.millis(seconds)
+    end
+  end
+
+  # What a client hands to its logger and on_error: the library's log lines and delivery
+  # errors. Kept apart from the Client so that Bulkhead.shutdown can report for every client
+  # at exit through a strong reference to its native handle (never to a Client the garbage
+  # collector may be finalizing). The registry drops it when its Client is collected.
+  class Reporter
+    def initialize(ptr, logger, on_error)
+      @ptr = ptr
+      @logger = logger
+      @on_error = on_error
+    end
+
+    # Hands waiting log lines and delivery errors to the logger and on_error.
+    def report
+      notes = Reporter.read_errors { |buf, len, written| Native.bulkhead_client_take_log(@ptr, buf, len, written) }
+      notes.each { |n| @logger&.add(Client::LOG_LEVELS.fetch(n[:level], Logger::WARN), n[:message]) }
+      report_delivery_errors
+    rescue StandardError => e
+      @logger&.warn("error reporting failed: #{e.class}: #{e.message}")
+    end
+
+    def self.read_errors(&block)
+      JSON.parse(read_text(&block), symbolize_names: true)
+    end
+
+    # Runs the block with (buf, len, written), growing buf until the text fits.
+    def self.read_text
+      len = Client::ERRORS_BUFFER
+      written = FFI::MemoryPointer.new(:size_t)
+      loop do
+        buf = FFI::MemoryPointer.new(:char, len)
+        status = yield(buf, len, written)
+        case status
+        when Native::OK
+          return buf.read_string(written.read(:size_t)).force_encoding(Encoding::UTF_8)
+        when Native::BUFFER_TOO_SMALL
+          len = [written.read(:size_t), len * 2].max
+        else
+          raise Native.error_for(status)
+        end
+      end
+    end
+
+    private
+
+    # Passes new delivery errors to on_error and the logger, on the calling Ruby thread.
+    def report_delivery_errors
+      return if @on_error.nil? && @logger.nil?
+
+      # The library keeps which errors were handed out (per process: a forked child starts fresh).
+      fresh = Reporter.read_errors { |buf, len, written| Native.bulkhead_client_take_errors(@ptr, buf, len, written) }
+      fresh.each do |error|
+        @logger&.warn("delivery error on #{error[:endpoint]}: #{error[:message]} " \
+                      "(#{error[:events]} events, #{error[:outcome]}, http #{error[:http_status].inspect})")
+        @on_error&.call(error)
+      end
+    rescue StandardError => e
+      # Reporting must never break the caller's flush/close/stats.
+      @logger&.warn("error reporting failed: #{e.class}: #{e.message}")
     end
   end
 end
