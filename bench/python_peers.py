@@ -33,6 +33,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -294,6 +295,9 @@ def worker_outage(args: argparse.Namespace) -> Dict[str, Any]:
     secs = args.outage_seconds
     rate = args.outage_rate  # per thread
     a = Adapter(args.client, url)
+    for i in range(100):  # warm up: the first calls start the peers' threads and connections
+        a.track(i)
+    a.flush()
     samples: List[List[Tuple[float, float]]] = [[], []]  # (start offset s, µs)
     in_call: List[Optional[float]] = [None, None]
     stop = threading.Event()
@@ -353,7 +357,7 @@ def worker_outage(args: argparse.Namespace) -> Dict[str, Any]:
            "hang_from": secs * 0.25, "hang_to": secs * 0.75}
     # What reached the service within 20 s after the run (bounded: the flush may block).
     threading.Thread(target=a.flush, daemon=True).start()
-    out["delivered_20s"] = wait_events(url, tracked, 20)
+    out["delivered_20s"] = wait_events(url, tracked + 100, 20) - 100
     mock.stop()
     return out
 
@@ -376,7 +380,7 @@ def run_exit(mock_bin: str, client: str) -> Dict[str, Any]:
     mock = Mock(mock_bin, "--down", "hang")
     try:
         p = subprocess.Popen([sys.executable, __file__, "worker-exit", client, "--url", mock.url],
-                             stdout=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         assert p.stdout is not None
         line = p.stdout.readline()
         t_ready = time.perf_counter()
@@ -408,10 +412,14 @@ def calibrate_hash_bytes(target_us: float = 22.0) -> int:
 def run_worker(kind: str, client: str, args: argparse.Namespace, extra: List[str]) -> Dict[str, Any]:
     cmd = [sys.executable, __file__, kind, client, "--mock", args.mock, *extra]
     print(f"python_peers: {kind} {client}", file=sys.stderr, flush=True)
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=600)
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
-    if p.returncode != 0 or not lines:
-        return {"client": client, "error": f"worker exited {p.returncode}"}
+    # The peers log every dropped event: their stderr goes to a file, shown only on failure.
+    with tempfile.TemporaryFile("w+") as err:
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True, timeout=600)
+        lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
+        if p.returncode != 0 or not lines:
+            err.seek(0)
+            print(err.read()[-3000:], file=sys.stderr)
+            return {"client": client, "error": f"worker exited {p.returncode}"}
     return json.loads(lines[-1])  # type: ignore[no-any-return]
 
 
