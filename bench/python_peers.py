@@ -367,6 +367,9 @@ def worker_outage(args: argparse.Namespace) -> Dict[str, Any]:
 def worker_exit(args: argparse.Namespace) -> None:
     """Fill the client with pending events against a hung service, say READY, return from main.
     The suite times how long the interpreter takes to be gone."""
+    if args.client == "none":  # the baseline: the interpreter's own exit
+        print("READY " + json.dumps({"tracked": 0, "pending": 0}), flush=True)
+        return
     a = Adapter(args.client, args.url)
     # BufferedConsumer sends synchronously every 50 events: with the service hanging the 50th
     # call would block, so it holds at most 49.
@@ -463,7 +466,7 @@ def main() -> None:
         result["outage"] = {c: run_worker("worker-outage", c, args, extra) for c in clients}
     if "exit" in parts:
         result["exit"] = {}
-        for c in clients:
+        for c in ["none", *clients]:
             print(f"python_peers: exit {c}", file=sys.stderr, flush=True)
             result["exit"][c] = run_exit(args.mock, c)
     text = json.dumps(result, indent=1)

@@ -5,6 +5,7 @@ every run).
 
     python3 bench/run.py --mock target/release/bulkhead-mock --c-bench target/release/bulkhead-bench \
         --python target/bench-venv/bin/python
+    python3 bench/run.py --from-raw     (rewrite the report and charts from bench/raw.json)
 
 Environment: BENCH_RUNS (3) runs of the C, Ruby and Python per-call benches, each figure the
 median with the range over the runs, ratios against peers taken within a run; the outage
@@ -305,7 +306,11 @@ def report(data: Dict[str, Any], meta: Dict[str, Any]) -> str:
         o0 = next(iter(outage.values()))
         out.append("## Outage\n")
         out.append(f"Two threads tracking {o0['rate_per_thread']} events/s each for {o0['seconds']:.0f} s; the "
-                   f"mock holds requests unanswered from {o0['hang_from']:.0f} s to {o0['hang_to']:.0f} s. One run.\n")
+                   f"mock holds requests unanswered from {o0['hang_from']:.0f} s to {o0['hang_to']:.0f} s (a held "
+                   f"request stays held after that until its client gives up on it). One run. "
+                   f"segment-analytics-python and posthog hold at most 10 000 events (`max_queue_size`) and "
+                   f"drop the rest; bulkhead holds 100 000 (`queue_capacity`) and counts what its guard "
+                   f"drops; \"at the mock 20 s after\" is what the mock held 20 s after the last call.\n")
         out.append(table(["client", "host p99 µs, healthy (median of seconds)", "worst second's p99 µs, hanging",
                           "most events held", "tracked", "at the mock 20 s after", "note"], rows) + "\n")
         out.append("![Outage: per-second host p99 and queue depth, one line per client](outage.svg)\n")
@@ -323,6 +328,9 @@ def report(data: Dict[str, Any], meta: Dict[str, Any]) -> str:
         out.append("A process tracks 100 000 events (mixpanel `BufferedConsumer`: 49, since its 50th call "
                    "would block on the hung service) and returns from its main: time until the process "
                    "is gone, its exit hooks included. Killed at 60 s. One run.\n")
+        base = ex.get("none", {}).get("exit_s")
+        if base is not None:
+            rows.append(["(Python alone, no client: the interpreter's own exit)", "0", "0", f"{base:.2f} s"])
         out.append(table(["client", "tracked", "held at exit (the rest dropped by the client)", "exit time"], rows)
                    + "\n")
 
@@ -379,11 +387,18 @@ def report(data: Dict[str, Any], meta: Dict[str, Any]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mock", required=True)
-    ap.add_argument("--c-bench", required=True)
-    ap.add_argument("--python", required=True)
+    ap.add_argument("--mock")
+    ap.add_argument("--c-bench")
+    ap.add_argument("--python")
     ap.add_argument("--ruby", default="ruby")
+    ap.add_argument("--from-raw", action="store_true", help="only rewrite the report and charts from bench/raw.json")
     args = ap.parse_args()
+    if args.from_raw:
+        raw = json.loads((HERE / "raw.json").read_text())
+        write(raw.pop("meta"), raw)
+        return
+    if not (args.mock and args.c_bench and args.python):
+        ap.error("--mock, --c-bench and --python are required")
     quick = os.environ.get("BENCH_QUICK", "") not in ("", "0")
     runs = 1 if quick else env_int("BENCH_RUNS", 3)
     outage_s = env_int("BENCH_OUTAGE_SECONDS", 8 if quick else 40)
@@ -408,6 +423,10 @@ def main() -> None:
     meta = {"machine": machine(), "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "command": command, "runs": runs}
     (HERE / "raw.json").write_text(json.dumps({"meta": meta, **data}, indent=1) + "\n")
+    write(meta, data)
+
+
+def write(meta: Dict[str, Any], data: Dict[str, Any]) -> None:
     (HERE / "results.md").write_text(report(data, meta))
     (HERE / "outage.svg").write_text(outage_svg(data["outage"]))
     clients = [k for k in CLIENT_LABELS if k in data["python"][0]["perf"]]
