@@ -3,7 +3,7 @@
 #   make            release build of the library (target/release/libbulkhead.{so,a})
 #   make test       every suite: Rust, C/C++, Ruby, Python, and the packages (installs what is missing)
 #   make demo       the outage story on an embedded mock ingestion server
-#   make bench      latency and throughput figures
+#   make bench      side-by-side figures against the peer SDKs (bench/results.md; BENCH_QUICK=1)
 #   make chaos      the chaos accounting test at a million events (tests/chaos.rs)
 #   make soak       ten minutes at 20 000 events/s with the service flapping (examples/soak.rs)
 #   make story      the outage story with real Redis and Sidekiq (bench/story.md, bench/story.svg)
@@ -25,6 +25,7 @@ LIB := $(ROOT)/target/release/libbulkhead.so
 STATICLIB := $(ROOT)/target/release/libbulkhead.a
 MOCK := $(ROOT)/target/release/bulkhead-mock
 VENV := $(ROOT)/bindings/python/.venv
+BENCH_VENV := $(ROOT)/target/bench-venv
 GEMS := $(ROOT)/target/gems
 PYDIST := $(ROOT)/target/python-dist
 # The source gem and the sdist build the packaged crate here, sharing compiled dependencies.
@@ -35,7 +36,7 @@ LIB_SOURCES := Cargo.toml Cargo.lock build.rs cbindgen.toml $(shell find src -na
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
 
 .PHONY: all build header lint test test-rust test-c test-ruby test-python deps-ruby deps-python deps-c \
-        test-install test-gems test-python-dist gems python-dist demo bench install uninstall clean \
+        test-install test-gems test-python-dist gems python-dist demo bench deps-bench install uninstall clean \
         chaos soak story test-story deps-story fork-storms
 
 all: build
@@ -278,11 +279,23 @@ demo:
 	@$(CARGO) build --release -q --example demo
 	@$(ROOT)/target/release/examples/demo $(if $(HANG),--hang,)
 
-# Host-call latency (median/p99) with the sender busy, and end-to-end events/s, from C.
-bench: build
+# Side by side (issue #10): C, Ruby and Python against the peer SDKs, on the mock. Writes
+# bench/results.md, bench/*.svg, bench/raw.json and the README's Benchmarks section.
+# BENCH_RUNS (3) runs, BENCH_OUTAGE_SECONDS (40); BENCH_QUICK=1 for a short smoke run.
+bench: build deps-bench
 	$(CC) -O2 -std=c99 -Iinclude bindings/c/bench/bench.c -o target/release/bulkhead-bench \
 	  -Ltarget/release -lbulkhead -Wl,-rpath,$(ROOT)/target/release -lpthread
-	target/release/bulkhead-bench $(MOCK)
+	$(PYTHON) bench/run.py --mock $(MOCK) --c-bench target/release/bulkhead-bench \
+	  --python $(BENCH_VENV)/bin/python
+	$(PYTHON) bench/readme.py
+
+$(BENCH_VENV)/bin/python:
+	$(PYTHON) -m venv $(BENCH_VENV)
+
+# The bench's own venv: the peers from PyPI, and bulkhead bundling this build of the library.
+deps-bench: $(BENCH_VENV)/bin/python $(LIB) deps-ruby
+	$(BENCH_VENV)/bin/pip install -q mixpanel segment-analytics-python posthog
+	BULKHEAD_PREBUILT_LIB=$(LIB) $(BENCH_VENV)/bin/pip install -q --force-reinstall --no-deps ./bindings/python
 
 clean:
 	$(CARGO) clean

@@ -6,6 +6,10 @@
 //! be told to misbehave: be down (refuse or hang), add latency, answer scripted faults, reject
 //! bodies over a size, or reject `/import` records carrying a given property.
 //!
+//! For side-by-side benchmarks it also counts the events of two peer SDKs: Segment's
+//! `POST /v1/batch` and PostHog's `POST /batch/` (JSON `{"batch":[...]}`, plain or gzip),
+//! deduplicated on Segment's `messageId` / PostHog's `uuid`; down, latency and faults apply.
+//!
 //! It binds `127.0.0.1` only. Use [`MockServer::start`] in-process (Rust tests) or the
 //! `bulkhead-mock` binary (other languages), which is driven through `/_mock/*` endpoints.
 //!
@@ -60,6 +64,10 @@ pub enum Endpoint {
     Engage,
     Groups,
     Import,
+    /// Segment's `/v1/batch` (benchmark peer).
+    Segment,
+    /// PostHog's `/batch/` (benchmark peer).
+    Posthog,
 }
 
 impl Endpoint {
@@ -70,6 +78,8 @@ impl Endpoint {
             "/engage" => Some(Endpoint::Engage),
             "/groups" => Some(Endpoint::Groups),
             "/import" => Some(Endpoint::Import),
+            "/v1/batch" => Some(Endpoint::Segment),
+            "/batch" => Some(Endpoint::Posthog),
             _ => None,
         }
     }
@@ -80,7 +90,12 @@ impl Endpoint {
     }
 
     fn is_event(self) -> bool {
-        matches!(self, Endpoint::Track | Endpoint::Import)
+        !self.is_form() || self == Endpoint::Track
+    }
+
+    /// Mixpanel's form endpoints (`data=` bodies, `status: 0` rejections).
+    fn is_form(self) -> bool {
+        matches!(self, Endpoint::Track | Endpoint::Engage | Endpoint::Groups)
     }
 }
 
@@ -190,6 +205,10 @@ pub struct PerEndpoint {
     pub engage: u64,
     pub groups: u64,
     pub import: u64,
+    #[serde(default)]
+    pub segment: u64,
+    #[serde(default)]
+    pub posthog: u64,
 }
 
 impl PerEndpoint {
@@ -199,6 +218,8 @@ impl PerEndpoint {
             Endpoint::Engage => &mut self.engage,
             Endpoint::Groups => &mut self.groups,
             Endpoint::Import => &mut self.import,
+            Endpoint::Segment => &mut self.segment,
+            Endpoint::Posthog => &mut self.posthog,
         }
     }
 
@@ -209,6 +230,8 @@ impl PerEndpoint {
             Endpoint::Engage => self.engage,
             Endpoint::Groups => self.groups,
             Endpoint::Import => self.import,
+            Endpoint::Segment => self.segment,
+            Endpoint::Posthog => self.posthog,
         }
     }
 }
@@ -870,7 +893,7 @@ async fn ingest(
     let mut reject_first = None;
     let fault = match plan.fault.take() {
         // Needs the records: answered by `handle_form`.
-        Some(Fault::Reject { error }) if endpoint != Endpoint::Import => {
+        Some(Fault::Reject { error }) if endpoint.is_form() => {
             rec.fault = Some("reject".into());
             reject_first = Some(error);
             None
@@ -892,7 +915,7 @@ async fn ingest(
                 r
             }
             Fault::Reject { error } => {
-                if endpoint == Endpoint::Import {
+                if !endpoint.is_form() {
                     json_resp(
                         400,
                         &json!({"code": 400, "error": error, "num_records_imported": 0, "status": "Bad Request"}),
@@ -972,6 +995,8 @@ async fn ingest(
 
     let resp = if endpoint == Endpoint::Import {
         handle_import(&ctl, &plan, &decoded, auth.as_ref(), &mut rec)
+    } else if !endpoint.is_form() {
+        handle_peer_batch(&ctl, &plan, endpoint, &decoded, &mut rec)
     } else {
         handle_form(
             &ctl,
@@ -1180,6 +1205,19 @@ fn validate<'a>(
                     id.get(),
                 ])
             });
+            Ok(Valid { key, raw })
+        }
+        // Peers' messages are not checked, only counted (by id when they carry one).
+        Endpoint::Segment | Endpoint::Posthog => {
+            let m = serde_json::from_str::<PeerMessage>(raw.get()).ok();
+            let peer = if endpoint == Endpoint::Segment {
+                "s"
+            } else {
+                "p"
+            };
+            let key = m
+                .and_then(|m| m.message_id.or(m.uuid))
+                .map(|id| key_of(&[peer, id.get()]));
             Ok(Valid { key, raw })
         }
     }
@@ -1416,6 +1454,48 @@ fn handle_import(
             &json!({"code": 400, "error": "some data points in the request failed validation",
                     "failed_records": failed, "num_records_imported": valid.len(), "status": "Bad Request"}),
         )
+    }
+}
+
+// --- peers: Segment /v1/batch, PostHog /batch/ ------------------------------------------------
+
+#[derive(Deserialize)]
+struct PeerBatch<'a> {
+    #[serde(borrow)]
+    batch: Vec<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct PeerMessage<'a> {
+    #[serde(borrow, default, rename = "messageId")]
+    message_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    uuid: Option<&'a RawValue>,
+}
+
+/// Count a peer SDK's batch as events, deduplicated on its message id when it has one, and
+/// answer what that SDK expects (Segment `{}`, PostHog `{"status":1}`).
+fn handle_peer_batch(
+    ctl: &Control,
+    plan: &Plan,
+    endpoint: Endpoint,
+    body: &[u8],
+    rec: &mut RequestRecord,
+) -> Resp {
+    let batch = match serde_json::from_slice::<PeerBatch>(body) {
+        Ok(b) => b.batch,
+        Err(e) => return json_resp(400, &json!({"error": format!("invalid batch: {e}")})),
+    };
+    rec.records = batch.len();
+    let valid: Vec<Valid> = batch
+        .into_iter()
+        .filter_map(|raw| validate(endpoint, raw).ok())
+        .collect();
+    commit(ctl, endpoint, &valid, plan.store);
+    if endpoint == Endpoint::Segment {
+        json_resp(200, &json!({}))
+    } else {
+        json_resp(200, &json!({"status": 1}))
     }
 }
 

@@ -533,3 +533,76 @@ fn restart_kills_connections_and_keeps_port_and_store() {
         "the store survived: {s:?}"
     );
 }
+
+#[test]
+fn segment_batches_are_counted_as_events() {
+    let server = MockServer::start();
+    let mut c = Client::connect(&server);
+    let msg = |id: &str| json!({"type": "track", "event": "E", "userId": "u1", "messageId": id});
+    let body = json!({"batch": [msg("m1"), msg("m2")], "sentAt": "2026-01-01T00:00:00Z"});
+    let r = c
+        .request(
+            "POST",
+            "/v1/batch",
+            &[("Content-Type", "application/json")],
+            body.to_string().as_bytes(),
+        )
+        .unwrap();
+    assert_eq!((r.status, r.json()), (200, json!({})));
+    // A gzip retry of m2 with a new m3: m2 is a duplicate.
+    let body = json!({"batch": [msg("m2"), msg("m3")]}).to_string();
+    let r = c
+        .request(
+            "POST",
+            "/v1/batch",
+            &[("Content-Encoding", "gzip")],
+            &gzip(body.as_bytes()),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let s = server.stats();
+    assert_eq!((s.events, s.duplicates, s.gzip_requests), (3, 1, 1));
+    assert_eq!(s.requests_by_endpoint.get(Endpoint::Segment), 2);
+    assert_eq!(server.events()[2]["messageId"], "m3");
+    assert_eq!(server.requests()[0].records, 2);
+    // Not a batch: 400, nothing counted.
+    let r = c.request("POST", "/v1/batch", &[], b"[1]").unwrap();
+    assert_eq!(r.status, 400);
+    assert_eq!(server.stats().events, 3);
+}
+
+#[test]
+fn posthog_batches_are_counted_and_obey_latency_and_down() {
+    let server = MockServer::start();
+    let mut c = Client::connect(&server);
+    let with_uuid = json!({"event": "E", "distinct_id": "u1", "uuid": "p1"});
+    let without = json!({"event": "E", "distinct_id": "u1"});
+    let body = json!({"api_key": "k", "batch": [with_uuid, with_uuid, without, without]});
+    server.set_latency(Duration::from_millis(200));
+    let t0 = std::time::Instant::now();
+    let r = c
+        .request(
+            "POST",
+            "/batch/",
+            &[("Content-Encoding", "gzip")],
+            &gzip(body.to_string().as_bytes()),
+        )
+        .unwrap();
+    assert!(
+        t0.elapsed() >= Duration::from_millis(200),
+        "latency applies"
+    );
+    assert_eq!((r.status, r.json()), (200, json!({"status": 1})));
+    // Deduplicated on uuid; messages without one always count.
+    let s = server.stats();
+    assert_eq!((s.events, s.duplicates), (3, 1));
+    assert_eq!(s.requests_by_endpoint.get(Endpoint::Posthog), 1);
+
+    server.set_latency(Duration::ZERO);
+    server.set_down(DownMode::Refuse);
+    let mut c = Client::connect(&server);
+    assert!(c
+        .request("POST", "/batch/", &[], body.to_string().as_bytes())
+        .is_err());
+    assert_eq!(server.stats().events, 3);
+}
