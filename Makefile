@@ -294,7 +294,7 @@ $(BENCH_VENV)/bin/python:
 
 # The bench's own venv: the peers from PyPI, and bulkhead bundling this build of the library.
 deps-bench: $(BENCH_VENV)/bin/python $(LIB) deps-ruby
-	$(BENCH_VENV)/bin/pip install -q mixpanel segment-analytics-python posthog
+	$(BENCH_VENV)/bin/pip install -q mixpanel segment-analytics-python posthog orjson
 	BULKHEAD_PREBUILT_LIB=$(LIB) $(BENCH_VENV)/bin/pip install -q --force-reinstall --no-deps ./bindings/python
 
 clean:
