@@ -5,6 +5,9 @@
 #   make demo       the outage story on an embedded mock ingestion server
 #   make bench      latency and throughput figures
 #   make chaos      the chaos accounting test at a million events (tests/chaos.rs)
+#   make fuzz       each fuzz target (fuzz/) for FUZZ_SECONDS (600) on the stable toolchain
+#   make memcheck   the C test suite under valgrind memcheck
+#   make asan       the C test suite built with AddressSanitizer (the C side)
 #   make install PREFIX=/usr/local      (and make uninstall PREFIX=...)
 #   make gems       the Ruby platform gem and source gem, in target/gems/
 #   make python-dist  the Python wheel and sdist, in target/python-dist/
@@ -34,7 +37,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
 
 .PHONY: all build header lint test test-rust test-c test-ruby test-python deps-ruby deps-python deps-c \
         test-install test-gems test-python-dist gems python-dist demo bench install uninstall clean \
-        chaos
+        chaos fuzz memcheck asan deps-valgrind
 
 all: build
 
@@ -102,6 +105,48 @@ test-python: build deps-python
 # threads; BULKHEAD_CHAOS_SEED=<n> replays a run (the seed is printed).
 chaos:
 	BULKHEAD_CHAOS_EVENTS=1000000 $(CARGO) test --release --test chaos -- --nocapture
+
+# --- Fuzzing (fuzz/, its own workspace): cargo-fuzz with --sanitizer none runs on stable.
+# FUZZ_PARALLEL=2 runs two targets at once; FUZZ_TARGETS picks some. A crashing input is
+# copied to fuzz/regressions/<target>/, replayed by tests/fuzz_regressions.rs in make test.
+FUZZ_SECONDS ?= 600
+FUZZ_PARALLEL ?= 1
+FUZZ_TARGETS ?= track send config response
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_PARALLEL=$(FUZZ_PARALLEL) FUZZ_TARGETS="$(FUZZ_TARGETS)" \
+	  CARGO=$(CARGO) fuzz/run.sh
+
+# --- The C test suite (tests/c_api.rs runs bindings/c/tests/*.c as C99 and C++11) under
+# valgrind memcheck and under AddressSanitizer, one program at a time. Both fail on any
+# memory error or definite leak; scripts/sanitizer-report.sh prints a line per program.
+# fork_stress is left out of memcheck: 300 forks among busy threads, each child under
+# valgrind, take far longer than its 15 s per-child watchdog (a timing test, not a memory one).
+MEMCHECK_DIR := $(ROOT)/target/memcheck
+ASAN_DIR := $(ROOT)/target/asan
+
+deps-valgrind:
+	@if ! command -v valgrind >/dev/null 2>&1; then \
+	  echo "installing valgrind from Debian's packages"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq valgrind; \
+	fi
+
+memcheck: deps-valgrind
+	rm -rf $(MEMCHECK_DIR) && mkdir -p $(MEMCHECK_DIR)
+	BULKHEAD_C_TEST_WRAPPER="valgrind --tool=memcheck --error-exitcode=99 --leak-check=full \
+	  --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite \
+	  --suppressions=$(ROOT)/scripts/memcheck.supp --log-file=$(MEMCHECK_DIR)/{name}.%p.log" \
+	  BULKHEAD_C_TEST_SKIP=fork_stress \
+	  $(CARGO) test --test c_api -- --test-threads=1; \
+	  status=$$?; scripts/sanitizer-report.sh memcheck $(MEMCHECK_DIR); exit $$status
+
+# Only the C programs are instrumented; libbulkhead is the ordinary (test-profile) Rust
+# build. ASan still sees its heap (malloc/free are intercepted) and LeakSanitizer its leaks.
+asan:
+	rm -rf $(ASAN_DIR) && mkdir -p $(ASAN_DIR)
+	BULKHEAD_C_TEST_CFLAGS="-fsanitize=address -fno-omit-frame-pointer" \
+	  ASAN_OPTIONS=detect_leaks=1:log_path=$(ASAN_DIR)/asan \
+	  $(CARGO) test --test c_api -- --test-threads=1; \
+	  status=$$?; scripts/sanitizer-report.sh asan $(ASAN_DIR); exit $$status
 
 # --- C packaging: install into a throw-away PREFIX, check the files and links, link a
 # program statically through pkg-config --static (Libs.private) and one dynamically through
