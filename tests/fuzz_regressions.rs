@@ -5,7 +5,6 @@
 //! under the fuzzer.
 
 #[path = "../fuzz/src/lib.rs"]
-#[allow(dead_code)]
 mod fuzz;
 
 use std::path::{Path, PathBuf};

@@ -63,8 +63,11 @@ pub fn entries(text: &str) -> Option<Vec<(String, String)>> {
     Some(out)
 }
 
+/// A JSON object's members: key to the exact text of its value.
+pub type Members = BTreeMap<String, String>;
+
 /// [`entries`] with the last of each repeated key winning, as in the library.
-pub fn members(text: &str) -> Option<BTreeMap<String, String>> {
+pub fn members(text: &str) -> Option<Members> {
     entries(text).map(|e| e.into_iter().collect())
 }
 

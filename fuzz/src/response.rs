@@ -124,7 +124,9 @@ fn check_verdict(
         ) => {
             carried(*s);
             assert_eq!(*r, retry_after);
-            assert_ne!(text.trim(), "1", "Mixpanel's acceptance retried");
+            if !import {
+                assert_ne!(text.trim(), "1", "Mixpanel's acceptance retried");
+            }
         }
         (300..=399, Verdict::Fail { status: s, .. }) => carried(*s),
         (400, Verdict::Partial { failed, .. }) if import => {

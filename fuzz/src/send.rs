@@ -10,7 +10,7 @@ use bulkhead::ffi::*;
 use bulkhead::fuzzing::{self, Prebuilt};
 
 use super::capi::{self, cstr, Kind};
-use super::{entries, json_string, members, valid_insert_id, Pieces};
+use super::{entries, json_string, members, valid_insert_id, Members, Pieces};
 
 const ENDPOINTS: [&str; 8] = [
     "events",
@@ -49,13 +49,20 @@ pub fn run(data: &[u8]) {
         api_secret: credential(2),
     };
     let status = call_and_check(kind, &call, with_credentials);
+    // The same call on a client allowing larger events. An array is refused whole for its
+    // first bad item: after a too large one, a later item may be refused for another reason.
     if kind == Kind::Small && status == bulkhead_status::TooLarge {
         let again = call_and_check(Kind::Plain, &call, with_credentials);
-        assert_eq!(
-            again,
-            bulkhead_status::Ok,
-            "refused as too large, then for another reason"
-        );
+        assert_ne!(again, bulkhead_status::TooLarge, "too large for 1 MB");
+        // An object with no "data" key anywhere is one message, never an envelope.
+        let message = std::str::from_utf8(call.message).unwrap_or_default();
+        if message.trim_start().starts_with('{') && !message.contains("\"data\"") {
+            assert_eq!(
+                again,
+                bulkhead_status::Ok,
+                "one message, too large, then refused"
+            );
+        }
     }
 }
 
@@ -164,7 +171,7 @@ fn endpoint_path(name: &str) -> &'static str {
 /// The messages an accepted input holds, read independently of the library: an array's
 /// items, an envelope's `data` (and the envelope's members), or the one object.
 /// `None` when it nests too deep to be read here.
-fn items_of(message: &str) -> Option<(Vec<String>, Option<BTreeMap<String, String>>)> {
+fn items_of(message: &str) -> Option<(Vec<String>, Option<Members>)> {
     let trimmed = message.trim();
     let array = |text: &str| -> Option<Vec<String>> {
         let items: Vec<&serde_json::value::RawValue> = serde_json::from_str(text).ok()?;
@@ -254,7 +261,7 @@ fn import_username(
     kind: Kind,
     api_key: Option<&str>,
     api_secret: Option<&str>,
-    envelope: Option<&BTreeMap<String, String>>,
+    envelope: Option<&Members>,
     item: &str,
 ) -> Option<String> {
     let given = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(str::to_owned);
