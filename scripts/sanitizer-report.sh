@@ -15,7 +15,7 @@ memcheck)
             /indirectly lost:/ { gsub(",", "", $4); gsub(",", "", $7); ib += $4; in_ += $7 }
             /possibly lost:/ { gsub(",", "", $4); gsub(",", "", $7); pb += $4; pn += $7 }
             END { printf "%-28s %5d %7d %16s %16s %16s\n", prog, procs, errors,
-                  db "B/" dn, ib "B/" in_, pb "B/" pn }' "$dir/$prog".*.log
+                  (db + 0) "B/" (dn + 0), (ib + 0) "B/" (in_ + 0), (pb + 0) "B/" (pn + 0) }' "$dir/$prog".*.log
     done
     ;;
 asan)
