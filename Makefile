@@ -118,7 +118,8 @@ fuzz:
 
 # --- The C test suite (tests/c_api.rs runs bindings/c/tests/*.c as C99 and C++11) under
 # valgrind memcheck and under AddressSanitizer, one program at a time. Both fail on any
-# memory error or definite leak; scripts/sanitizer-report.sh prints a line per program.
+# memory error or definite leak (a forked child's leaks of the parent's runtime are listed, not failed:
+# the child leaks it on purpose); scripts/sanitizer-report.sh prints a line per program.
 # Under valgrind (code runs 20-50 times slower) the helper's 2 s request timeout becomes 60 s
 # (BH_REQUEST_TIMEOUT_MS in bh_test.h), else first requests time out and the programs' exact
 # retry counts fail; fork_stress is left out: 300 forks among busy threads, each child under
@@ -138,11 +139,11 @@ deps-valgrind:
 memcheck: deps-valgrind
 	rm -rf $(MEMCHECK_DIR) && mkdir -p $(MEMCHECK_DIR)
 	BULKHEAD_C_TEST_WRAPPER="valgrind --tool=memcheck --error-exitcode=99 --leak-check=full \
-	  --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite \
+	  --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=none \
 	  --suppressions=$(ROOT)/scripts/memcheck.supp --log-file=$(MEMCHECK_DIR)/{name}.%p.log" \
 	  BULKHEAD_C_TEST_CFLAGS=-DBH_REQUEST_TIMEOUT_MS=60000 BULKHEAD_C_TEST_SKIP=$(MEMCHECK_SKIP) \
 	  $(CARGO) test --test c_api -- --test-threads=1; \
-	  status=$$?; scripts/sanitizer-report.sh memcheck $(MEMCHECK_DIR); exit $$status
+	  status=$$?; scripts/sanitizer-report.sh memcheck $(MEMCHECK_DIR) || status=1; exit $$status
 
 # Only the C programs are instrumented; libbulkhead is the ordinary (test-profile) Rust
 # build. ASan still sees its heap (malloc/free are intercepted) and LeakSanitizer its leaks.
@@ -151,7 +152,7 @@ asan:
 	BULKHEAD_C_TEST_CFLAGS="-fsanitize=address -fno-omit-frame-pointer" \
 	  ASAN_OPTIONS=detect_leaks=1:log_path=$(ASAN_DIR)/asan \
 	  $(CARGO) test --test c_api -- --test-threads=1; \
-	  status=$$?; scripts/sanitizer-report.sh asan $(ASAN_DIR); exit $$status
+	  status=$$?; scripts/sanitizer-report.sh asan $(ASAN_DIR) || status=1; exit $$status
 
 # --- C packaging: install into a throw-away PREFIX, check the files and links, link a
 # program statically through pkg-config --static (Libs.private) and one dynamically through
