@@ -7,6 +7,10 @@
 #   make chaos      the chaos accounting test at a million events (tests/chaos.rs)
 #   make soak       ten minutes at 20 000 events/s with the service flapping (examples/soak.rs)
 #   make story      the outage story with real Redis and Sidekiq (bench/story.md, bench/story.svg)
+#   make fork-storms  the C fork storms, writing their Reliability rows
+#   make fuzz       each fuzz target (fuzz/) for FUZZ_SECONDS (600) on the stable toolchain
+#   make memcheck   the C test suite under valgrind memcheck
+#   make asan       the C test suite built with AddressSanitizer (the C side)
 #   make install PREFIX=/usr/local      (and make uninstall PREFIX=...)
 #   make gems       the Ruby platform gem and source gem, in target/gems/
 #   make python-dist  the Python wheel and sdist, in target/python-dist/
@@ -37,7 +41,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
 
 .PHONY: all build header lint test test-rust test-c test-ruby test-python deps-ruby deps-python deps-c \
         test-install test-gems test-python-dist gems python-dist demo bench deps-bench install uninstall clean \
-        chaos soak story test-story deps-story fork-storms
+        chaos soak story test-story deps-story fork-storms fuzz memcheck asan deps-valgrind
 
 all: build
 
@@ -150,6 +154,56 @@ story: build deps-story
 test-story: build deps-story
 	@set -euo pipefail; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	$(STORY) --out $$tmp --runs sync,bulkhead --phases 6,3,5,6 --drain 40 --test
+
+# --- Fuzzing (fuzz/, its own workspace): cargo-fuzz with --sanitizer none runs on stable.
+# FUZZ_PARALLEL=2 runs two targets at once; FUZZ_TARGETS picks some. A crashing input is
+# copied to fuzz/regressions/<target>/, replayed by tests/fuzz_regressions.rs in make test.
+FUZZ_SECONDS ?= 600
+FUZZ_PARALLEL ?= 1
+FUZZ_TARGETS ?= track send config response
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_PARALLEL=$(FUZZ_PARALLEL) FUZZ_TARGETS="$(FUZZ_TARGETS)" \
+	  CARGO=$(CARGO) fuzz/run.sh
+
+# --- The C test suite (tests/c_api.rs runs bindings/c/tests/*.c as C99 and C++11) under
+# valgrind memcheck and under AddressSanitizer, one program at a time. Both fail on any
+# memory error or definite leak (a forked child's leaks of the parent's runtime are listed, not failed:
+# the child leaks it on purpose); scripts/sanitizer-report.sh prints a line per program.
+# Under valgrind (code runs 20-50 times slower) the helper's 2 s request timeout becomes 60 s
+# (BH_REQUEST_TIMEOUT_MS in bh_test.h), else first requests time out and the programs' exact
+# retry counts fail; fork_stress is left out: 300 forks among busy threads, each child under
+# valgrind, outlast its 15 s per-child watchdog (a timing test, not a memory one).
+# MEMCHECK_SKIP=fork_stress,sigpipe also leaves out sigpipe (46 events of up to 6 MB, resent
+# after early closes: the longest run under valgrind, many minutes on a loaded machine).
+MEMCHECK_DIR := $(ROOT)/target/memcheck
+MEMCHECK_SKIP ?= fork_stress
+ASAN_DIR := $(ROOT)/target/asan
+
+deps-valgrind:
+	@if ! command -v valgrind >/dev/null 2>&1; then \
+	  echo "installing valgrind from Debian's packages"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq valgrind; \
+	fi
+
+memcheck: deps-valgrind
+	rm -rf $(MEMCHECK_DIR) && mkdir -p $(MEMCHECK_DIR)
+	BULKHEAD_C_TEST_WRAPPER="valgrind --tool=memcheck --error-exitcode=99 --leak-check=full \
+	  --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=none \
+	  --suppressions=$(ROOT)/scripts/memcheck.supp --log-file=$(MEMCHECK_DIR)/{name}.%p.log" \
+	  BULKHEAD_C_TEST_CFLAGS=-DBH_REQUEST_TIMEOUT_MS=60000 BULKHEAD_C_TEST_SKIP=$(MEMCHECK_SKIP) \
+	  $(CARGO) test --test c_api -- --test-threads=1; \
+	  status=$$?; scripts/sanitizer-report.sh memcheck $(MEMCHECK_DIR) || status=1; exit $$status
+
+# Only the C programs are instrumented; libbulkhead is the ordinary (test-profile) Rust
+# build. ASan still sees its heap (malloc/free are intercepted). Leak detection is off here:
+# forked children leak the parent's runtime on purpose and LeakSanitizer cannot tell a child
+# from its parent; `make memcheck` judges leaks, the program's own process apart.
+asan:
+	rm -rf $(ASAN_DIR) && mkdir -p $(ASAN_DIR)
+	BULKHEAD_C_TEST_CFLAGS="-fsanitize=address -fno-omit-frame-pointer" \
+	  ASAN_OPTIONS=detect_leaks=0:log_path=$(ASAN_DIR)/asan \
+	  $(CARGO) test --test c_api -- --test-threads=1; \
+	  status=$$?; scripts/sanitizer-report.sh asan $(ASAN_DIR) || status=1; exit $$status
 
 # --- C packaging: install into a throw-away PREFIX, check the files and links, link a
 # program statically through pkg-config --static (Libs.private) and one dynamically through

@@ -19,6 +19,9 @@ mod dispatcher;
 mod error;
 pub mod ffi;
 mod fields;
+/// Internal functions for the fuzz targets (`fuzz/`). Not API: no stability promise.
+#[doc(hidden)]
+pub mod fuzzing;
 mod guard;
 mod log;
 mod message;

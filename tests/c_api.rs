@@ -7,6 +7,12 @@
 //! held), and then the mock is inspected for what actually arrived on the wire.
 //!
 //! Set `CC`/`CXX` to use other compilers. Nothing here asserts a duration.
+//!
+//! Hooks for `make memcheck` and `make asan` (read here, never passed to the programs):
+//! `BULKHEAD_C_TEST_CFLAGS` adds compiler flags (`-fsanitize=address`),
+//! `BULKHEAD_C_TEST_WRAPPER` runs each program under a command (`valgrind ...`; `{name}`
+//! in it becomes the program's file name), `BULKHEAD_C_TEST_SKIP` names programs (by
+//! file stem, comma-separated) to leave out, each printed as skipped.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::process::CommandExt;
@@ -87,6 +93,10 @@ struct Program {
 fn compile(source: &str) -> Vec<Program> {
     let src = root().join(source);
     let stem = src.file_stem().unwrap().to_string_lossy().to_string();
+    if skipped(&stem) {
+        println!("{stem}: skipped (BULKHEAD_C_TEST_SKIP)");
+        return Vec::new();
+    }
     let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("c_api");
     std::fs::create_dir_all(&out_dir).unwrap();
     let shared = link_args(Link::Shared);
@@ -127,6 +137,7 @@ fn compile(source: &str) -> Vec<Program> {
             let output = Command::new(&compiler)
                 .args(&flags)
                 .arg("-g")
+                .args(hook_words("BULKHEAD_C_TEST_CFLAGS"))
                 .arg(&include)
                 .arg(&helpers)
                 .arg(&src)
@@ -149,10 +160,44 @@ fn compile(source: &str) -> Vec<Program> {
         .collect()
 }
 
+/// The whitespace-separated words of a hook variable (none when unset).
+fn hook_words(var: &str) -> Vec<String> {
+    std::env::var(var)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Whether `BULKHEAD_C_TEST_SKIP` names the program `stem`.
+fn skipped(stem: &str) -> bool {
+    std::env::var("BULKHEAD_C_TEST_SKIP")
+        .unwrap_or_default()
+        .split(',')
+        .any(|s| s.trim() == stem)
+}
+
 /// Runs `program` with `args`, without any `BULKHEAD_*` environment that could change
 /// its configuration; panics unless it exits 0. Returns its stdout.
 fn run(program: &Program, args: &[&str]) -> String {
-    let mut cmd = Command::new(&program.exe);
+    let name = program
+        .exe
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    let wrapper: Vec<String> = hook_words("BULKHEAD_C_TEST_WRAPPER")
+        .into_iter()
+        .map(|w| w.replace("{name}", &name))
+        .collect();
+    let mut cmd = match wrapper.split_first() {
+        Some((tool, tool_args)) => {
+            let mut cmd = Command::new(tool);
+            cmd.args(tool_args).arg(&program.exe);
+            cmd
+        }
+        None => Command::new(&program.exe),
+    };
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -64,6 +64,11 @@ static inline const char *bh_last_error(void) {
     return buf;
 }
 
+/* The request timeout of bh_config; `make memcheck` raises it (-D) for valgrind's slowdown. */
+#ifndef BH_REQUEST_TIMEOUT_MS
+#define BH_REQUEST_TIMEOUT_MS 2000
+#endif
+
 /*
  * Writes a client configuration for the mock at `url` with test-friendly timings into
  * `buf`; `extra` ("" or `"key":value,...`) adds or overrides keys.
@@ -72,8 +77,8 @@ static inline void bh_config(char *buf, size_t len, const char *url, const char 
     int n = snprintf(buf, len,
                      "{\"token\":\"" BH_TOKEN "\",\"api_host\":\"%s\","
                      "\"flush_interval_ms\":50,\"backoff_initial_ms\":10,"
-                     "\"backoff_max_ms\":100,\"request_timeout_ms\":2000%s%s}",
-                     url, extra[0] ? "," : "", extra);
+                     "\"backoff_max_ms\":100,\"request_timeout_ms\":%d%s%s}",
+                     url, BH_REQUEST_TIMEOUT_MS, extra[0] ? "," : "", extra);
     if (n < 0 || (size_t)n >= len) bh_die("config too long");
 }
 
