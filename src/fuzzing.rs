@@ -15,7 +15,7 @@ pub use crate::transport::Verdict;
 
 /// `MessageBuilder::min_event_len`: the lower bound the guard checks before `track` builds.
 pub fn min_event_len(token: &str, distinct_id: &str, event: &str) -> usize {
-    MessageBuilder::new(token, u64::MAX).min_event_len(distinct_id, event)
+    MessageBuilder::new(token, u64::MAX).min_event_len(distinct_id.len(), event.len())
 }
 
 /// One message as `send` would queue it.
