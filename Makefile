@@ -163,7 +163,7 @@ FUZZ_PARALLEL ?= 1
 FUZZ_TARGETS ?= track send config response
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_PARALLEL=$(FUZZ_PARALLEL) FUZZ_TARGETS="$(FUZZ_TARGETS)" \
-	  CARGO=$(CARGO) fuzz/run.sh
+	  CARGO=$(CARGO) fuzz/run.sh; status=$$?; $(PYTHON) scripts/reliability.py; exit $$status
 
 # --- The C test suite (tests/c_api.rs runs bindings/c/tests/*.c as C99 and C++11) under
 # valgrind memcheck and under AddressSanitizer, one program at a time. Both fail on any
@@ -192,7 +192,9 @@ memcheck: deps-valgrind
 	  --suppressions=$(ROOT)/scripts/memcheck.supp --log-file=$(MEMCHECK_DIR)/{name}.%p.log" \
 	  BULKHEAD_C_TEST_CFLAGS=-DBH_REQUEST_TIMEOUT_MS=60000 BULKHEAD_C_TEST_SKIP=$(MEMCHECK_SKIP) \
 	  $(CARGO) test --test c_api -- --test-threads=1; \
-	  status=$$?; scripts/sanitizer-report.sh memcheck $(MEMCHECK_DIR) || status=1; exit $$status
+	  status=$$?; mkdir -p bench/reliability; \
+	  TESTS_STATUS=$$status ROW=bench/reliability/memcheck.md MEMCHECK_SKIP=$(MEMCHECK_SKIP) scripts/sanitizer-report.sh memcheck $(MEMCHECK_DIR) || status=1; \
+	  $(PYTHON) scripts/reliability.py; exit $$status
 
 # Only the C programs are instrumented; libbulkhead is the ordinary (test-profile) Rust
 # build. ASan still sees its heap (malloc/free are intercepted). Leak detection is off here:
@@ -203,7 +205,9 @@ asan:
 	BULKHEAD_C_TEST_CFLAGS="-fsanitize=address -fno-omit-frame-pointer" \
 	  ASAN_OPTIONS=detect_leaks=0:log_path=$(ASAN_DIR)/asan \
 	  $(CARGO) test --test c_api -- --test-threads=1; \
-	  status=$$?; scripts/sanitizer-report.sh asan $(ASAN_DIR) || status=1; exit $$status
+	  status=$$?; mkdir -p bench/reliability; \
+	  TESTS_STATUS=$$status ROW=bench/reliability/asan.md scripts/sanitizer-report.sh asan $(ASAN_DIR) || status=1; \
+	  $(PYTHON) scripts/reliability.py; exit $$status
 
 # --- C packaging: install into a throw-away PREFIX, check the files and links, link a
 # program statically through pkg-config --static (Libs.private) and one dynamically through

@@ -46,6 +46,7 @@ done
 wait
 
 found=0
+summary=()
 printf '\n%-9s %12s %9s %8s %8s %8s %9s\n' target executions exec/s cov ft corpus findings
 for target in $targets; do
     log=artifacts/$target.log
@@ -57,6 +58,7 @@ for target in $targets; do
     crashes=$(find "artifacts/$target" -type f | wc -l)
     printf '%-9s %12s %9s %8s %8s %8s %9s\n' "$target" "$(stat number_of_executed_units)" \
         "$(stat average_exec_per_sec)" "${cov:-?}" "${ft:-?}" "${corpus:-?}" "$crashes"
+    summary+=("$target $(stat number_of_executed_units) runs, $crashes findings")
     if [ "$crashes" -gt 0 ]; then
         found=1
         mkdir -p "regressions/$target"
@@ -67,4 +69,9 @@ for target in $targets; do
         grep -m1 -A3 -E "panicked at|ERROR: libFuzzer" "$log" | sed 's/^/  /' || true
     fi
 done
+# The README's Reliability row (scripts/reliability.py).
+mkdir -p ../bench/reliability
+joined=$(IFS=';'; echo "${summary[*]}" | sed 's/;/; /g')
+printf '| fuzzing (cargo-fuzz, libFuzzer, stable): track/import/people/group and send inputs through the C API with property checks, configuration parsing, response classification | %s s per target | `make fuzz` | %s: %s (findings are kept in fuzz/regressions/ and replayed by make test) |\n' \
+    "$seconds" "$([ "$found" = 0 ] && echo PASS || echo FOUND)" "$joined" >../bench/reliability/fuzz.md
 exit "$found"

@@ -12,6 +12,7 @@ shopt -s nullglob
 case $tool in
 memcheck)
     failed=0
+    lines=()
     printf '%-22s %5s %6s %14s %14s %14s   %s\n' program procs errors definite indirect possible \
         "forked children: definite/indirect"
     for prog in $(for f in "$dir"/*.log; do basename "$f" | sed 's/\.[0-9]*\.log$//'; done | sort -u); do
@@ -34,16 +35,32 @@ memcheck)
                 exit (errors > 0 || md > 0)
             }' prog="$prog" "$dir/$prog".*.log) || failed=1
         echo "$line"
+        lines+=("$line")
     done
+    if [ -n "${ROW:-}" ]; then
+        progs=${#lines[@]}
+        errors=$(printf '%s\n' "${lines[@]}" | awk '{s += $3} END {print s + 0}')
+        printf '| valgrind memcheck over the C/C++ test programs (debug library) | %s programs; skipped: %s | `make memcheck` | %s: %s memory errors; definite leaks in the programs'"'"' own processes: %s; forked children leak the parent'"'"'s runtime on purpose |\n' \
+            "$progs" "${MEMCHECK_SKIP:-none}" \
+            "$([ "$failed" = 0 ] && [ "${TESTS_STATUS:-0}" = 0 ] && echo PASS || echo "FAIL (tests exit ${TESTS_STATUS:-0})")" "$errors" \
+            "$([ "$failed" = 0 ] && echo none || echo "see make memcheck")" >"$ROW"
+    fi
     exit "$failed"
     ;;
 asan)
     logs=("$dir"/asan.*)
     if [ ${#logs[@]} -eq 0 ]; then
         echo "asan: no AddressSanitizer or LeakSanitizer report from any C test program"
+        verdict="PASS: no AddressSanitizer report"
+        [ "${TESTS_STATUS:-0}" = 0 ] || verdict="FAIL: no AddressSanitizer report, but the tests failed (exit ${TESTS_STATUS})"
     else
         grep -h -E '^SUMMARY: |ERROR: (Address|Leak)Sanitizer' "${logs[@]}" | sort | uniq -c
-        exit 1
+        verdict="FAIL: $(grep -h -c -E 'ERROR: AddressSanitizer' "${logs[@]}" | awk '{s += $1} END {print s + 0}') reports"
     fi
+    if [ -n "${ROW:-}" ]; then
+        printf '| AddressSanitizer: the C/C++ test programs built with -fsanitize=address against the library (whose heap ASan sees; leaks left to memcheck) | every C test program, both builds | `make asan` | %s |\n' \
+            "$verdict" >"$ROW"
+    fi
+    [ ${#logs[@]} -eq 0 ]
     ;;
 esac
