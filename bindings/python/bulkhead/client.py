@@ -13,6 +13,7 @@ import ctypes
 import datetime as _dt
 import json
 import logging
+import math
 import os
 import threading
 import weakref
@@ -153,6 +154,22 @@ def _orjson_default(o: Any) -> Any:
     raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
 
 
+def _has_nonfinite(value: Any) -> bool:
+    """Whether a float NaN or infinity is anywhere in `value` (dicts, lists, tuples)."""
+    items = value.values() if isinstance(value, dict) else value
+    for v in items:
+        t = type(v)
+        if t is float:
+            if v - v != 0.0:  # NaN and infinities only
+                return True
+        elif t is dict or t is list or t is tuple:
+            if _has_nonfinite(v):
+                return True
+        elif isinstance(v, float) and not math.isfinite(v):
+            return True
+    return False
+
+
 def _dumps_std(value: Any) -> bytes:
     return _encode(value).encode("utf-8")
 
@@ -163,6 +180,10 @@ try:  # the optional extra `bulkhead-mixpanel[fast]`: several times faster than 
     _ORJSON_OPTIONS = _orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_NON_STR_KEYS
 
     def _dumps(value: Any) -> bytes:
+        # orjson writes NaN and infinity as null; `json` refuses them (ValueError), and so
+        # must we, whichever encoder runs.
+        if _has_nonfinite(value):
+            return _dumps_std(value)
         try:
             return bytes(_orjson.dumps(value, default=_orjson_default, option=_ORJSON_OPTIONS))
         except TypeError:

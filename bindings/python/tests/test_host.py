@@ -160,3 +160,7 @@ def test_orjson_when_installed_writes_what_json_writes() -> None:
         assert list(json.loads(fast)) == list(json.loads(std)), "key order kept"
     with pytest.raises(TypeError):
         client._dumps({"x": object()})
+    for bad in [float("nan"), float("inf"), -float("inf")]:
+        for value in [{"x": bad}, {"x": [1, {"y": bad}]}, {"x": (bad,)}]:
+            with pytest.raises(ValueError):
+                client._dumps(value)
