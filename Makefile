@@ -200,13 +200,17 @@ memcheck: deps-valgrind
 # build. ASan still sees its heap (malloc/free are intercepted). Leak detection is off here:
 # forked children leak the parent's runtime on purpose and LeakSanitizer cannot tell a child
 # from its parent; `make memcheck` judges leaks, the program's own process apart.
+# The fork programs are left out: a child forked while another thread is inside ASan's
+# allocator inherits that allocator's lock held and deadlocks in its first malloc (seen in
+# gcc 12's libsanitizer: every thread of the child waiting in SizeClassAllocator64's mutex).
+ASAN_SKIP ?= fork,fork_stress
 asan:
 	rm -rf $(ASAN_DIR) && mkdir -p $(ASAN_DIR)
-	BULKHEAD_C_TEST_CFLAGS="-fsanitize=address -fno-omit-frame-pointer" \
+	BULKHEAD_C_TEST_CFLAGS="-fsanitize=address -fno-omit-frame-pointer" BULKHEAD_C_TEST_SKIP=$(ASAN_SKIP) \
 	  ASAN_OPTIONS=detect_leaks=0:log_path=$(ASAN_DIR)/asan \
 	  $(CARGO) test --test c_api -- --test-threads=1; \
 	  status=$$?; mkdir -p bench/reliability; \
-	  TESTS_STATUS=$$status ROW=bench/reliability/asan.md scripts/sanitizer-report.sh asan $(ASAN_DIR) || status=1; \
+	  TESTS_STATUS=$$status ASAN_SKIP=$(ASAN_SKIP) ROW=bench/reliability/asan.md scripts/sanitizer-report.sh asan $(ASAN_DIR) || status=1; \
 	  $(PYTHON) scripts/reliability.py; exit $$status
 
 # --- C packaging: install into a throw-away PREFIX, check the files and links, link a
