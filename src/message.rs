@@ -374,12 +374,19 @@ impl MessageBuilder {
         ];
         check_property_count(count + ours.iter().filter(|&&b| b).count())?;
 
+        // Each string is scanned once: its JSON length also tells whether it needs escaping.
+        let event_json_len = json_str_len(event);
+        let distinct_id_json_len = if add_distinct_id {
+            json_str_len(distinct_id)
+        } else {
+            0
+        };
         let len = EVENT_OPEN.len()
-            + json_str_len(event)
+            + event_json_len
             + PROPERTIES_TOKEN.len()
             + self.token_json.len()
             + if add_distinct_id {
-                DISTINCT_ID.len() + json_str_len(distinct_id)
+                DISTINCT_ID.len() + distinct_id_json_len
             } else {
                 0
             }
@@ -403,12 +410,12 @@ impl MessageBuilder {
             + EVENT_CLOSE.len();
         let mut out = Vec::with_capacity(len);
         out.extend_from_slice(EVENT_OPEN);
-        write_str(&mut out, event);
+        write_measured_str(&mut out, event, event_json_len);
         out.extend_from_slice(PROPERTIES_TOKEN);
         out.extend_from_slice(self.token_json.as_bytes());
         if add_distinct_id {
             out.extend_from_slice(DISTINCT_ID);
-            write_str(&mut out, distinct_id);
+            write_measured_str(&mut out, distinct_id, distinct_id_json_len);
         }
         if let Some(t) = own_time {
             out.extend_from_slice(TIME);
@@ -808,6 +815,16 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
     } else {
         // Writing a &str to a Vec cannot fail.
         let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
+/// As [`write_str`], for a string whose [`json_str_len`] is known: escaping only ever adds
+/// bytes, so a JSON length of the string's own plus the quotes means it needs none.
+fn write_measured_str(out: &mut Vec<u8>, s: &str, json_len: usize) {
+    if json_len == s.len() + 2 {
+        write_plain_str(out, s);
+    } else {
+        write_str(out, s);
     }
 }
 
