@@ -74,7 +74,8 @@ typedef enum {
 typedef struct bulkhead_client bulkhead_client;
 
 // A snapshot of a client's counters and gauges. Invariant when quiescent:
-// `enqueued == sent + rejected + failed + queue_len`.
+// `enqueued + replayed == sent + rejected + failed + spooled + queue_len + spool_pending`
+// (the spool's counters stay 0 without `spool_dir`).
 typedef struct {
   // Events accepted into the queue.
   uint64_t enqueued;
@@ -109,6 +110,26 @@ typedef struct {
   // Delivery errors dropped from the ring of `max_recent_errors` to make room for newer
   // ones (appended: fields are only ever added at the end).
   uint64_t errors_overwritten;
+  // Events written to the disk spool (`spool_dir`): overflow, failed deliveries, and
+  // events pending at close.
+  uint64_t spooled;
+  // Events read back from the spool into delivery.
+  uint64_t replayed;
+  // Spooled events removed unsent for being older than `spool_max_age_ms`.
+  uint64_t spool_expired;
+  // Corrupt or torn records found in spool segments (skipped).
+  uint64_t spool_corrupt;
+  // Events the spool could not take (`spool_max_bytes` reached, disk full); in `failed`.
+  uint64_t dropped_spool_full;
+  // Events the spool could not write for another reason (unwritable directory); in
+  // `failed`.
+  uint64_t dropped_spool_error;
+  // Overflow events accepted and waiting for the spool's writer (not in `queue_len`).
+  uint64_t spool_pending;
+  // Bytes of the spool directory's segments (every writer's), as last seen.
+  uint64_t spool_bytes;
+  // Records this client wrote or took over and has not replayed or expired yet.
+  uint64_t spool_records;
 } bulkhead_stats;
 
 // What `bulkhead_client_flush_ex` found: the events that failed or were rejected since

@@ -20,8 +20,10 @@ use crate::consumer::{new_pool, DeliveryContext};
 use crate::dispatcher::Dispatcher;
 use crate::error::{Error, ErrorKind, Result};
 use crate::message::{credentials_from, Endpoint, Message, MessageBuilder};
+use crate::guard::Refusal;
 use crate::queue::{Queue, Receiver};
 use crate::runtime;
+use crate::spool::{self, Spool};
 use crate::stats::{Accounting, DeliveryError, FlushOutcome, HostLog, Note, Stats};
 use crate::test_mode::TestEvents;
 
@@ -64,7 +66,11 @@ impl Core {
             )
             .with_host_log(HostLog::new(config.log_level, log_hint.clone())),
         );
-        let ctx = Arc::new(DeliveryContext::new(config.clone(), accounting, http));
+        let spool = match config.test_mode {
+            true => None,
+            false => Spool::start(config, accounting.clone())?,
+        };
+        let ctx = Arc::new(DeliveryContext::new(config.clone(), accounting, http).with_spool(spool));
         let (queue, rx) = Queue::new(config.batch_size);
         let core = Core {
             generation: runtime::generation(),
@@ -81,7 +87,72 @@ impl Core {
     fn start(&self, rx: Receiver, handle: Weak<ClientHandle>) -> Result<()> {
         let pool = new_pool(self.ctx.config.pool_size as usize);
         let dispatcher = Dispatcher::new(rx, self.ctx.clone(), pool, self.batches.clone());
-        runtime::start_client(handle, dispatcher.run())
+        let replay = self
+            .ctx
+            .spool
+            .clone()
+            .map(|s| spool::replay_task(s, self.queue.clone(), self.ctx.clone()));
+        runtime::start_client(handle, async move {
+            let replay = async {
+                if let Some(replay) = replay {
+                    replay.await;
+                }
+            };
+            tokio::join!(dispatcher.run(), replay);
+        })
+    }
+
+    /// With a spool, close keeps this much of its time for handing what is still pending
+    /// to the spool's writer and making it durable.
+    fn spill_grace(&self, left: Duration) -> Duration {
+        match self.ctx.spool {
+            Some(_) => (left / 4).min(Duration::from_millis(500)),
+            None => Duration::ZERO,
+        }
+    }
+
+    /// Stops delivery and hands everything pending to the spool (queued, batching, in a
+    /// request), then waits until the writer took it all or `deadline`.
+    fn spill_pending(&self, deadline: Instant) {
+        if !self.ctx.start_spilling() {
+            return;
+        }
+        self.ctx.cancel.cancel();
+        if let Some(spool) = &self.ctx.spool {
+            spool.spill(self.queue.take_messages());
+        }
+        while self.ctx.accounting.guard.pending().events > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// As [`Core::spill_pending`], on the runtime.
+    async fn spill_pending_async(&self, deadline: Instant) {
+        if !self.ctx.start_spilling() {
+            return;
+        }
+        self.ctx.cancel.cancel();
+        if let Some(spool) = &self.ctx.spool {
+            spool.spill(self.queue.take_messages());
+        }
+        while self.ctx.accounting.guard.pending().events > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Takes events the guard refused to the spool's hand-off; when that is full too they
+    /// are dropped and counted as without a spool.
+    fn overflow(&self, spool: &Spool, messages: Vec<Message>) -> Result<()> {
+        let acc = &self.ctx.accounting;
+        spool.offer(acc, messages).map_err(|messages| {
+            acc.counters
+                .dropped_queue_full
+                .fetch_add(messages.len() as u64, Ordering::Relaxed);
+            Error::new(
+                ErrorKind::QueueFull,
+                "queue full and the spool's hand-off full: dropped and counted",
+            )
+        })
     }
 
     /// Queues a flush marker; `None` if the client already gave up (nothing is pending).
@@ -106,6 +177,9 @@ impl Core {
         self.ctx.cancel.cancel();
         self.queue.discard_all();
         self.batches.release_all();
+        if let Some(spool) = &self.ctx.spool {
+            spool.stop_in_background(Instant::now() + self.ctx.config.shutdown_timeout);
+        }
     }
 }
 
@@ -176,6 +250,22 @@ impl ClientHandle {
             let message = built(&self.builder).inspect_err(|e| count_refusal(core, e))?;
             return test.push(&core.ctx.accounting, vec![message]);
         }
+        if let Some(spool) = &core.ctx.spool {
+            let acc = &core.ctx.accounting;
+            if core.queue.would_refuse(acc, min_len) && !spool.has_room(min_len) {
+                core.queue
+                    .precheck(acc, min_len)
+                    .inspect_err(|e| self.note_drop(core, e))?;
+            }
+            let message = built(&self.builder).inspect_err(|e| count_refusal(core, e))?;
+            return match core.queue.try_push_one(acc, message) {
+                Ok(()) => Ok(()),
+                Err((Refusal::Closed, _)) => Err(Error::new(ErrorKind::Closed, "client is closed")),
+                Err((_, message)) => core
+                    .overflow(spool, vec![message])
+                    .inspect_err(|e| self.note_drop(core, e)),
+            };
+        }
         core.queue
             .precheck(&core.ctx.accounting, min_len)
             .inspect_err(|e| self.note_drop(core, e))?;
@@ -227,11 +317,18 @@ impl ClientHandle {
             return Ok(());
         };
         core.ctx.accounting.guard.close();
+        let grace = core.spill_grace(deadline.saturating_duration_since(Instant::now()));
         let finished = match core.barrier() {
-            Ok(Some(latch)) => latch.wait_until(deadline),
+            Ok(Some(latch)) => latch.wait_until(deadline - grace),
             Ok(None) => true,
             Err(_) => false,
         };
+        if let Some(spool) = &core.ctx.spool {
+            if !finished {
+                core.spill_pending(deadline);
+            }
+            spool.stop(deadline);
+        }
         let abandoned = core
             .ctx
             .accounting
@@ -268,11 +365,19 @@ impl ClientHandle {
             return core.give_up();
         };
         let timeout = self.config.shutdown_timeout;
+        let grace = core.spill_grace(timeout);
         match runtime::handle() {
             Ok(rt) => {
                 rt.spawn(async move {
-                    latch.wait_for(timeout).await;
+                    let deadline = Instant::now() + timeout;
+                    let finished = latch.wait_for(timeout - grace).await;
                     if let Some(core) = handle.current_core() {
+                        if !finished {
+                            core.spill_pending_async(deadline).await;
+                        }
+                        if let Some(spool) = &core.ctx.spool {
+                            spool.stop_in_background(deadline);
+                        }
                         core.give_up();
                     }
                 });
@@ -334,6 +439,9 @@ impl Client {
             return Ok(());
         }
         let min_len = self.inner.builder.min_event_len(distinct_id_len, event_len);
+        if core.ctx.spool.as_ref().is_some_and(|s| s.has_room(min_len)) {
+            return Ok(());
+        }
         core.queue
             .precheck(&core.ctx.accounting, min_len)
             .inspect_err(|e| self.inner.note_drop(core, e))
@@ -401,6 +509,7 @@ impl Client {
         // (The scan only when the guard would refuse: the accepted path never pays for it.)
         if core.test_events.is_none()
             && core.queue.would_refuse(&core.ctx.accounting, 0)
+            && !core.ctx.spool.as_ref().is_some_and(|s| s.has_room(0))
             && is_single_message(json)
         {
             core.queue
@@ -425,6 +534,15 @@ impl Client {
         let mut messages = result.inspect_err(|e| count_refusal(core, e))?;
         if let Some(test) = &core.test_events {
             return test.push(&core.ctx.accounting, messages);
+        }
+        if let Some(spool) = &core.ctx.spool {
+            return match core.queue.try_push(&core.ctx.accounting, messages) {
+                Ok(()) => Ok(()),
+                Err((Refusal::Closed, _)) => Err(Error::new(ErrorKind::Closed, "client is closed")),
+                Err((_, messages)) => core
+                    .overflow(spool, messages)
+                    .inspect_err(|e| self.inner.note_drop(core, e)),
+            };
         }
         if messages.len() == 1 {
             if let Some(message) = messages.pop() {

@@ -82,6 +82,15 @@ pub struct Config {
     pub tls_system_roots: bool,
     /// A name for this client: the `client` label of its metrics.
     pub name: Option<String>,
+    /// Where events the queue cannot hold (and those pending at close) are kept on disk;
+    /// no spool when unset.
+    pub spool_dir: Option<String>,
+    /// The most the spool directory's segments may hold, in bytes.
+    pub spool_max_bytes: u64,
+    /// Spooled events older than this are expired (counted in `spool_expired`).
+    pub spool_max_age: Duration,
+    /// How often written spool data is made durable (fdatasync); 0: after every write.
+    pub spool_sync_interval: Duration,
 }
 
 /// Mixpanel's ingestion hosts by data residency region.
@@ -159,6 +168,10 @@ pub const KEYS: &[&str] = &[
     "proxy",
     "tls_system_roots",
     "name",
+    "spool_dir",
+    "spool_max_bytes",
+    "spool_max_age_ms",
+    "spool_sync_interval_ms",
 ];
 
 /// A raw value for one key: from the JSON object, or from an environment variable.
@@ -246,6 +259,10 @@ impl Config {
             proxy: None,
             tls_system_roots: false,
             name: None,
+            spool_dir: None,
+            spool_max_bytes: 1024 * 1024 * 1024,
+            spool_max_age: ms(7 * 24 * 3600 * 1000),
+            spool_sync_interval: ms(500),
         }
     }
 
@@ -344,6 +361,15 @@ impl Config {
             "proxy" => self.proxy = Some(raw.string(key)?).filter(|p| !p.trim().is_empty()),
             "tls_system_roots" => self.tls_system_roots = raw.bool(key)?,
             "name" => self.name = Some(raw.string(key)?),
+            "spool_dir" => {
+                self.spool_dir = match raw {
+                    Raw::Json(Value::Null) => None,
+                    _ => Some(raw.string(key)?).filter(|d| !d.trim().is_empty()),
+                }
+            }
+            "spool_max_bytes" => self.spool_max_bytes = raw.u64(key)?,
+            "spool_max_age_ms" => self.spool_max_age = ms(raw.u64(key)?),
+            "spool_sync_interval_ms" => self.spool_sync_interval = ms(raw.u64(key)?),
             "log_level" => {
                 let text = raw.string(key)?;
                 self.log_level = Level::parse(&text).ok_or_else(|| {
@@ -412,6 +438,16 @@ impl Config {
                 return Err(Error::invalid(
                     "config key `proxy` must be a URL (http://host:port, https://...) or `none`",
                 ));
+            }
+        }
+        if self.spool_dir.is_some() {
+            if self.spool_max_bytes < 4096 {
+                return Err(Error::invalid(
+                    "config key `spool_max_bytes` must be at least 4096",
+                ));
+            }
+            if self.spool_max_age.is_zero() {
+                return Err(Error::invalid("config key `spool_max_age_ms` must be > 0"));
             }
         }
         if self.max_recent_errors > 10_000 {

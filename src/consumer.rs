@@ -16,7 +16,8 @@
 //! 6.1 MB for one 1 MB event at worst, with the defaults; `pool_size` batches at a time.
 //! Between batches a consumer keeps at most [`SCRATCH_KEEP`] (256 KiB) of scratch.
 
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -28,6 +29,7 @@ use crate::log::{log, Level};
 use crate::message::{Endpoint, Message};
 use crate::redact::Redactor;
 use crate::retry::{self, GiveUp, Step};
+use crate::spool::Spool;
 use crate::stats::{Accounting, Outcome};
 use crate::transport::{self, Body, Verdict};
 #[cfg(doc)]
@@ -48,6 +50,11 @@ pub struct DeliveryContext {
     pub default_credentials: Arc<ImportCredentials>,
     pub cancel: CancellationToken,
     redactor: Redactor,
+    /// Where failed deliveries go, and what a closing client hands over, with `spool_dir`.
+    pub spool: Option<Arc<Spool>>,
+    /// Set by a close that hands pending events to the spool: what the cancellation stops
+    /// is spilled there instead of dropped.
+    spilling: AtomicBool,
 }
 
 impl DeliveryContext {
@@ -64,6 +71,31 @@ impl DeliveryContext {
             accounting,
             http,
             cancel: CancellationToken::new(),
+            spool: None,
+            spilling: AtomicBool::new(false),
+        }
+    }
+
+    pub fn with_spool(mut self, spool: Option<Arc<Spool>>) -> Self {
+        self.spool = spool;
+        self
+    }
+
+    /// A closing client is about to cancel delivery and hand what is pending to the spool.
+    /// False (and nothing changes) without a spool.
+    pub fn start_spilling(&self) -> bool {
+        if self.spool.is_none() {
+            return false;
+        }
+        self.spilling.store(true, Release);
+        true
+    }
+
+    /// Hands `messages` (still charged to the guard) to the spool if a close asked for it;
+    /// otherwise they are dropped here, already counted by the close.
+    pub fn spill_if_closing(&self, messages: Vec<Message>) {
+        if let (true, Some(spool)) = (self.spilling.load(Acquire), &self.spool) {
+            spool.spill(messages);
         }
     }
 
@@ -225,12 +257,26 @@ impl BufferedConsumer {
                     );
                     acc.resolve(Outcome::Rejected, count, bytes);
                 }
+                // With a spool, kept on disk for when the service is back.
+                Delivery::Failed { status, message } if ctx.spool.is_some() => {
+                    ctx.error(&redactor, endpoint, status, count, "spooled", message);
+                    if let Some(spool) = &ctx.spool {
+                        spool.spill(messages);
+                    }
+                }
                 Delivery::Failed { status, message } => {
                     ctx.error(&redactor, endpoint, status, count, "failed", message);
                     acc.resolve(Outcome::Failed, count, bytes);
                 }
-                // Close gave up on the client and already counted these as failed.
-                Delivery::Cancelled => return,
+                // Close gave up on the client: these and the rest of the batch go to the
+                // spool if it asked for that, else they were already counted as failed.
+                Delivery::Cancelled => {
+                    ctx.spill_if_closing(messages);
+                    for rest in work.drain(..) {
+                        ctx.spill_if_closing(rest);
+                    }
+                    return;
+                }
             }
         }
     }

@@ -74,7 +74,16 @@ impl Dispatcher {
         }
     }
 
+    /// Runs until the client is cancelled; then hands its open batches to the spool if the
+    /// close asked for that.
     pub async fn run(mut self) {
+        self.run_until_cancelled().await;
+        for open in std::mem::take(&mut self.open) {
+            self.ctx.spill_if_closing(open.batch.messages);
+        }
+    }
+
+    async fn run_until_cancelled(&mut self) {
         let cancel = self.ctx.cancel.clone();
         let timer = tokio::time::sleep(Duration::from_secs(3600));
         tokio::pin!(timer);
@@ -214,10 +223,11 @@ impl Dispatcher {
     async fn dispatch(&mut self, batch: Batch) -> bool {
         let consumer = tokio::select! {
             biased;
-            _ = self.ctx.cancel.cancelled() => return false,
-            c = self.pool.get() => c,
+            _ = self.ctx.cancel.cancelled() => None,
+            c = self.pool.get() => c.ok(),
         };
-        let Ok(mut consumer) = consumer else {
+        let Some(mut consumer) = consumer else {
+            self.ctx.spill_if_closing(batch.messages);
             return false;
         };
         let ctx = self.ctx.clone();

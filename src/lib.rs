@@ -30,6 +30,7 @@ mod queue;
 mod redact;
 mod retry;
 mod runtime;
+mod spool;
 mod stats;
 mod test_mode;
 mod transport;

@@ -12,7 +12,7 @@ pub fn render(stats: &Stats, name: Option<&str>) -> String {
     let label = name
         .map(|n| format!("{{client=\"{}\"}}", escape(n)))
         .unwrap_or_default();
-    let counters: [(&str, &str, u64); 12] = [
+    let counters: [(&str, &str, u64); 18] = [
         (
             "enqueued",
             "Events accepted into the queue.",
@@ -57,8 +57,34 @@ pub fn render(stats: &Stats, name: Option<&str>) -> String {
             "Delivery errors dropped from the ring of max_recent_errors.",
             stats.errors_overwritten,
         ),
+        ("spooled", "Events written to the disk spool.", stats.spooled),
+        (
+            "replayed",
+            "Events read back from the spool into delivery.",
+            stats.replayed,
+        ),
+        (
+            "spool_expired",
+            "Spooled events removed unsent for being older than spool_max_age_ms.",
+            stats.spool_expired,
+        ),
+        (
+            "spool_corrupt",
+            "Corrupt or torn spool records skipped.",
+            stats.spool_corrupt,
+        ),
+        (
+            "dropped_spool_full",
+            "Events the spool could not take: spool_max_bytes reached or disk full (included in failed).",
+            stats.dropped_spool_full,
+        ),
+        (
+            "dropped_spool_error",
+            "Events the spool could not write for another reason (included in failed).",
+            stats.dropped_spool_error,
+        ),
     ];
-    let gauges: [(&str, &str, u64); 4] = [
+    let gauges: [(&str, &str, u64); 7] = [
         (
             "queue_len",
             "Events accepted and not yet resolved.",
@@ -78,6 +104,21 @@ pub fn render(stats: &Stats, name: Option<&str>) -> String {
             "circuit_state",
             "Circuit breaker: 0 closed, 1 open, 2 half-open.",
             stats.circuit_state as u64,
+        ),
+        (
+            "spool_pending",
+            "Overflow events waiting for the spool's writer.",
+            stats.spool_pending,
+        ),
+        (
+            "spool_bytes",
+            "Bytes in the spool directory's segments.",
+            stats.spool_bytes,
+        ),
+        (
+            "spool_records",
+            "Spooled records this client has not yet replayed or expired.",
+            stats.spool_records,
         ),
     ];
     let mut out = String::with_capacity(4096);

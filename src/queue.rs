@@ -45,6 +45,7 @@ struct Shared {
 }
 
 /// The producers' side.
+#[derive(Clone)]
 pub struct Queue {
     shared: Arc<Shared>,
     wake_every: u64,
@@ -86,11 +87,42 @@ impl Queue {
 
     /// Pushes all messages or none.
     pub fn push(&self, acc: &Accounting, messages: Vec<Message>) -> Result<()> {
+        self.try_push(acc, messages)
+            .map_err(|(refusal, messages)| refused(acc, refusal, messages.len() as u64))
+    }
+
+    pub fn push_one(&self, acc: &Accounting, message: Message) -> Result<()> {
+        self.try_push_one(acc, message)
+            .map_err(|(refusal, _)| refused(acc, refusal, 1))
+    }
+
+    /// As [`Queue::push_one`], but a refusal is neither counted nor the message dropped:
+    /// it comes back to the caller (to go to the spool instead).
+    pub fn try_push_one(
+        &self,
+        acc: &Accounting,
+        message: Message,
+    ) -> std::result::Result<(), (Refusal, Message)> {
+        if let Err(refusal) = acc.guard.reserve(1, Guard::charge(message.len())) {
+            return Err((refusal, message));
+        }
+        let before = acc.counters.enqueued.fetch_add(1, Relaxed);
+        self.shared.items.push(Item::Message(message));
+        self.wake_if_needed(before, before + 1);
+        Ok(())
+    }
+
+    /// As [`Queue::push`], refusals coming back uncounted with the messages.
+    pub fn try_push(
+        &self,
+        acc: &Accounting,
+        messages: Vec<Message>,
+    ) -> std::result::Result<(), (Refusal, Vec<Message>)> {
         let count = messages.len() as u64;
         let bytes: u64 = messages.iter().map(|m| Guard::charge(m.len())).sum();
-        acc.guard
-            .reserve(count, bytes)
-            .map_err(|r| refused(acc, r, count))?;
+        if let Err(refusal) = acc.guard.reserve(count, bytes) {
+            return Err((refusal, messages));
+        }
         let before = acc.counters.enqueued.fetch_add(count, Relaxed);
         for message in messages {
             self.shared.items.push(Item::Message(message));
@@ -99,13 +131,25 @@ impl Queue {
         Ok(())
     }
 
-    pub fn push_one(&self, acc: &Accounting, message: Message) -> Result<()> {
-        acc.guard
-            .reserve(1, Guard::charge(message.len()))
-            .map_err(|r| refused(acc, r, 1))?;
-        let before = acc.counters.enqueued.fetch_add(1, Relaxed);
-        self.shared.items.push(Item::Message(message));
-        self.wake_if_needed(before, before + 1);
+    /// Queues events read back from the spool (counted `replayed`, not `enqueued`), all
+    /// or none; they come back if the guard has no room.
+    pub fn push_replayed(
+        &self,
+        acc: &Accounting,
+        messages: Vec<Message>,
+    ) -> std::result::Result<(), Vec<Message>> {
+        let count = messages.len() as u64;
+        let bytes: u64 = messages.iter().map(|m| Guard::charge(m.len())).sum();
+        if acc.guard.reserve(count, bytes).is_err() {
+            return Err(messages);
+        }
+        acc.counters.replayed.fetch_add(count, Relaxed);
+        for message in messages {
+            self.shared.items.push(Item::Message(message));
+        }
+        // Replay is never the hot path: wake the dispatcher now.
+        self.shared.idle.store(false, Relaxed);
+        self.shared.wake.notify_one();
         Ok(())
     }
 
@@ -134,6 +178,21 @@ impl Queue {
         if crossed || idle {
             self.shared.wake.notify_one();
         }
+    }
+
+    /// Takes every queued message (still charged to the guard) for the spool, opening the
+    /// flush markers it meets.
+    pub fn take_messages(&self) -> Vec<Message> {
+        let mut out = Vec::new();
+        while let Some(item) = self.shared.items.pop() {
+            match item {
+                Item::Message(m) => out.push(m),
+                Item::Flush(_) => {
+                    self.shared.markers.fetch_sub(1, AcqRel);
+                }
+            }
+        }
+        out
     }
 
     /// Empties the queue after the client gave up (its events were counted by the

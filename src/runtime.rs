@@ -274,4 +274,5 @@ extern "C" fn after_fork_child() {
     // Atomics only: the child's next call replaces the slot and each client's state.
     GENERATION.fetch_add(1, Ordering::AcqRel);
     crate::message::reseed_insert_ids_after_fork();
+    crate::spool::close_inherited_locks();
 }

@@ -1,9 +1,12 @@
 //! Counters, gauges and the bounded list of recent delivery errors.
 //!
-//! Every event is accounted for: `enqueued = sent + rejected + failed + queue_len` at any
-//! quiescent moment. Drops refused at the call (`dropped_queue_full`, `dropped_too_large`,
-//! `dropped_invalid`) were never enqueued. `dropped_shutdown` counts events still pending
-//! when a close deadline passed; they are included in `failed`.
+//! Every event is accounted for: `enqueued + replayed = sent + rejected + failed + spooled +
+//! queue_len + spool_pending` at any quiescent moment (without a spool, `replayed`,
+//! `spooled` and `spool_pending` stay 0). Drops refused at the call (`dropped_queue_full`,
+//! `dropped_too_large`, `dropped_invalid`) were never enqueued. `dropped_shutdown` counts
+//! events still pending when a close deadline passed, and `dropped_spool_full` /
+//! `dropped_spool_error` events the spool could not write; all three are included in
+//! `failed`.
 
 use parking_lot::Mutex;
 use std::collections::VecDeque;
@@ -38,6 +41,26 @@ pub struct Stats {
     pub circuit_state: CircuitState,
     /// Delivery errors the ring of `max_recent_errors` dropped to make room for newer ones.
     pub errors_overwritten: u64,
+    /// Events written to the spool (overflow, failed deliveries, pending at close).
+    pub spooled: u64,
+    /// Events read back from the spool into delivery.
+    pub replayed: u64,
+    /// Spooled events removed unsent for being older than `spool_max_age`.
+    pub spool_expired: u64,
+    /// Corrupt or torn records found in spool segments (skipped).
+    pub spool_corrupt: u64,
+    /// Events the spool could not take: `spool_max_bytes` reached or the disk full
+    /// (included in `failed`).
+    pub dropped_spool_full: u64,
+    /// Events the spool could not write for another reason, such as an unwritable
+    /// directory (included in `failed`).
+    pub dropped_spool_error: u64,
+    /// Overflow events accepted and waiting for the spool's writer (not in `queue_len`).
+    pub spool_pending: u64,
+    /// Bytes in the spool directory's segments (every writer's), as last seen.
+    pub spool_bytes: u64,
+    /// Records this client wrote or took over and has not yet replayed or expired.
+    pub spool_records: u64,
 }
 
 /// How a batch of events ended.
@@ -78,6 +101,15 @@ pub struct Counters {
     pub bytes_sent: AtomicU64,
     pub in_flight: AtomicU64,
     pub errors_overwritten: AtomicU64,
+    pub spooled: AtomicU64,
+    pub replayed: AtomicU64,
+    pub spool_expired: AtomicU64,
+    pub spool_corrupt: AtomicU64,
+    pub dropped_spool_full: AtomicU64,
+    pub dropped_spool_error: AtomicU64,
+    pub spool_pending: AtomicU64,
+    pub spool_bytes: AtomicU64,
+    pub spool_records: AtomicU64,
 }
 
 /// One line for the host's own logger (Ruby `Logger`, Python `logging`), read on a host
@@ -304,6 +336,13 @@ impl Accounting {
         counter.fetch_add(events, Relaxed);
     }
 
+    /// Releases events handed to the spool from the guard (the writer counts them once
+    /// written). False when close already gave up on them (they were counted failed).
+    pub fn release_for_spool(&self, events: u64, bytes: u64) -> bool {
+        self.emit_pending_lines();
+        self.guard.release(events, bytes + events * EVENT_OVERHEAD)
+    }
+
     /// Closes the guard and counts everything still pending as failed (reason: shutdown).
     /// Counts once, however often it is called; says so (with `why`) when it gave any up.
     pub fn abandon_pending(&self, why: &str) -> u64 {
@@ -422,6 +461,15 @@ impl Accounting {
             in_flight: c.in_flight.load(Relaxed),
             circuit_state,
             errors_overwritten: c.errors_overwritten.load(Relaxed),
+            spooled: c.spooled.load(Relaxed),
+            replayed: c.replayed.load(Relaxed),
+            spool_expired: c.spool_expired.load(Relaxed),
+            spool_corrupt: c.spool_corrupt.load(Relaxed),
+            dropped_spool_full: c.dropped_spool_full.load(Relaxed),
+            dropped_spool_error: c.dropped_spool_error.load(Relaxed),
+            spool_pending: c.spool_pending.load(Relaxed),
+            spool_bytes: c.spool_bytes.load(Relaxed),
+            spool_records: c.spool_records.load(Relaxed),
         }
     }
 }

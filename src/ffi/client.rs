@@ -18,7 +18,8 @@ pub struct bulkhead_client {
 }
 
 /// A snapshot of a client's counters and gauges. Invariant when quiescent:
-/// `enqueued == sent + rejected + failed + queue_len`.
+/// `enqueued + replayed == sent + rejected + failed + spooled + queue_len + spool_pending`
+/// (the spool's counters stay 0 without `spool_dir`).
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
 pub struct bulkhead_stats {
@@ -55,6 +56,26 @@ pub struct bulkhead_stats {
     /// Delivery errors dropped from the ring of `max_recent_errors` to make room for newer
     /// ones (appended: fields are only ever added at the end).
     pub errors_overwritten: u64,
+    /// Events written to the disk spool (`spool_dir`): overflow, failed deliveries, and
+    /// events pending at close.
+    pub spooled: u64,
+    /// Events read back from the spool into delivery.
+    pub replayed: u64,
+    /// Spooled events removed unsent for being older than `spool_max_age_ms`.
+    pub spool_expired: u64,
+    /// Corrupt or torn records found in spool segments (skipped).
+    pub spool_corrupt: u64,
+    /// Events the spool could not take (`spool_max_bytes` reached, disk full); in `failed`.
+    pub dropped_spool_full: u64,
+    /// Events the spool could not write for another reason (unwritable directory); in
+    /// `failed`.
+    pub dropped_spool_error: u64,
+    /// Overflow events accepted and waiting for the spool's writer (not in `queue_len`).
+    pub spool_pending: u64,
+    /// Bytes of the spool directory's segments (every writer's), as last seen.
+    pub spool_bytes: u64,
+    /// Records this client wrote or took over and has not replayed or expired yet.
+    pub spool_records: u64,
 }
 
 /// What `bulkhead_client_flush_ex` found: the events that failed or were rejected since
@@ -439,6 +460,15 @@ pub unsafe extern "C" fn bulkhead_client_stats(
             in_flight: s.in_flight,
             circuit_state: s.circuit_state as u32,
             errors_overwritten: s.errors_overwritten,
+            spooled: s.spooled,
+            replayed: s.replayed,
+            spool_expired: s.spool_expired,
+            spool_corrupt: s.spool_corrupt,
+            dropped_spool_full: s.dropped_spool_full,
+            dropped_spool_error: s.dropped_spool_error,
+            spool_pending: s.spool_pending,
+            spool_bytes: s.spool_bytes,
+            spool_records: s.spool_records,
         };
         // SAFETY: non-null and writable per the contract.
         unsafe { *stats_out = out };
