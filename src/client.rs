@@ -19,8 +19,8 @@ use crate::config::Config;
 use crate::consumer::{new_pool, DeliveryContext};
 use crate::dispatcher::Dispatcher;
 use crate::error::{Error, ErrorKind, Result};
-use crate::message::{credentials_from, Endpoint, Message, MessageBuilder};
 use crate::guard::Refusal;
+use crate::message::{credentials_from, Endpoint, Message, MessageBuilder};
 use crate::queue::{Queue, Receiver};
 use crate::runtime;
 use crate::spool::{self, Spool};
@@ -70,7 +70,8 @@ impl Core {
             true => None,
             false => Spool::start(config, accounting.clone())?,
         };
-        let ctx = Arc::new(DeliveryContext::new(config.clone(), accounting, http).with_spool(spool));
+        let ctx =
+            Arc::new(DeliveryContext::new(config.clone(), accounting, http).with_spool(spool));
         let (queue, rx) = Queue::new(config.batch_size);
         let core = Core {
             generation: runtime::generation(),
@@ -323,11 +324,13 @@ impl ClientHandle {
             Ok(None) => true,
             Err(_) => false,
         };
+        // With a spool, what was not delivered by now is on disk, which counts as done.
+        let mut finished = finished;
         if let Some(spool) = &core.ctx.spool {
             if !finished {
                 core.spill_pending(deadline);
             }
-            spool.stop(deadline);
+            finished = spool.stop(deadline);
         }
         let abandoned = core
             .ctx
@@ -599,7 +602,8 @@ impl Client {
     }
 
     /// Flushes within `timeout`, then stops; what is still pending is counted as failed
-    /// (`dropped_shutdown`). Idempotent; later calls that queue return [`ErrorKind::Closed`].
+    /// (`dropped_shutdown`), or, with `spool_dir`, handed to the spool (`spooled`) in the
+    /// last quarter of `timeout` (at most 500 ms of it). Idempotent; later calls that queue return [`ErrorKind::Closed`].
     pub fn close(&self, timeout: Duration) -> Result<()> {
         self.inner.close_until(Instant::now() + timeout)
     }

@@ -270,9 +270,15 @@ mod tests {
                 let got = read(&buf);
                 let good: Vec<_> = got.iter().filter(|s| !s.starts_with('<')).collect();
                 // Every record read back is one that was written; at most one was lost.
-                assert!(good.iter().all(|g| payloads.contains(&g.as_str())), "{at}: {got:?}");
+                assert!(
+                    good.iter().all(|g| payloads.contains(&g.as_str())),
+                    "{at}: {got:?}"
+                );
                 assert!(good.len() >= payloads.len() - 1, "{at}: {got:?}");
-                assert!(got.len() > good.len(), "the damage is reported: {at} {got:?}");
+                assert!(
+                    got.len() > good.len(),
+                    "the damage is reported: {at} {got:?}"
+                );
             }
         }
     }

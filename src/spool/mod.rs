@@ -24,8 +24,8 @@ mod worker;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering::{AcqRel, Relaxed};
 use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::{AcqRel, Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -77,6 +77,8 @@ struct Shared {
     thread: Mutex<Option<std::thread::Thread>>,
     /// Opened when the writer has finished after a stop.
     stopped: Latch,
+    /// Events the stopping writer could not write before its deadline.
+    lost_at_stop: AtomicU64,
     acc: Arc<Accounting>,
 }
 
@@ -121,6 +123,7 @@ impl Spool {
             commands: Mutex::new(VecDeque::new()),
             thread: Mutex::new(None),
             stopped: Latch::default(),
+            lost_at_stop: AtomicU64::new(0),
             acc,
         });
         let worker = worker::Worker::new(settings, shared.clone());
@@ -200,11 +203,13 @@ impl Spool {
 
     /// Asks the writer to write what it holds, make it durable and stop, by `deadline`;
     /// waits for it at most until then (plus a little, for the last write to finish).
+    /// True if everything handed over reached the disk.
     pub fn stop(&self, deadline: Instant) -> bool {
         self.command(Command::Stop { deadline });
         self.shared
             .stopped
             .wait_until(deadline + Duration::from_millis(50))
+            && self.shared.lost_at_stop.load(Relaxed) == 0
     }
 
     /// As [`Spool::stop`], without waiting.

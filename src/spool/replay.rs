@@ -35,6 +35,8 @@ pub(crate) const IMPORT_AFTER_MS: i64 = 4 * DAY_MS;
 /// The most events and bytes in one chunk.
 const CHUNK_EVENTS: u64 = 1000;
 const CHUNK_BYTES: u64 = 1024 * 1024;
+/// The most events in a chunk while the circuit is not closed.
+const PROBE_EVENTS: u64 = 20;
 
 /// Waits between attempts: while the queue is busy, after a chunk that did not go
 /// through (doubling up to the longest), and when the spool is empty.
@@ -52,18 +54,20 @@ pub fn endpoint_for(endpoint: Endpoint, created_ms: i64, now_ms: i64) -> Endpoin
     }
 }
 
-/// How much may be replayed now: nothing unless the circuit is closed, and never more than
-/// what leaves fresh events half of the queue.
+/// How much may be replayed now: never more than what leaves fresh events half of the
+/// queue, and only a probe's worth while the circuit is not closed (with no fresh traffic,
+/// replay is what probes the service and closes the circuit again).
 pub fn room(
     circuit: CircuitState,
     pending: Pending,
     capacity: u64,
     max_bytes: u64,
 ) -> Option<(usize, usize)> {
-    if circuit != CircuitState::Closed {
-        return None;
-    }
-    let events = (capacity / 2).checked_sub(pending.events)?.min(CHUNK_EVENTS);
+    let most = match circuit {
+        CircuitState::Closed => CHUNK_EVENTS,
+        CircuitState::Open | CircuitState::HalfOpen => PROBE_EVENTS,
+    };
+    let events = (capacity / 2).checked_sub(pending.events)?.min(most);
     let bytes = (max_bytes / 2).checked_sub(pending.bytes)?.min(CHUNK_BYTES);
     (events > 0 && bytes > 0).then_some((events as usize, bytes as usize))
 }
@@ -146,7 +150,10 @@ mod tests {
     #[test]
     fn old_events_go_to_import() {
         let now = 10 * DAY_MS;
-        assert_eq!(endpoint_for(Endpoint::Track, now - 1000, now), Endpoint::Track);
+        assert_eq!(
+            endpoint_for(Endpoint::Track, now - 1000, now),
+            Endpoint::Track
+        );
         assert_eq!(
             endpoint_for(Endpoint::Track, now - IMPORT_AFTER_MS, now),
             Endpoint::Import
@@ -161,13 +168,29 @@ mod tests {
     #[test]
     fn replay_leaves_fresh_events_half_the_queue() {
         let p = |events, bytes| Pending { events, bytes };
-        assert_eq!(room(CircuitState::Open, p(0, 0), 100, 10_000), None);
-        assert_eq!(room(CircuitState::HalfOpen, p(0, 0), 100, 10_000), None);
-        assert_eq!(room(CircuitState::Closed, p(0, 0), 100, 10_000), Some((50, 5000)));
-        assert_eq!(room(CircuitState::Closed, p(40, 0), 100, 10_000), Some((10, 5000)));
+        assert_eq!(
+            room(CircuitState::Open, p(0, 0), 100, 10_000),
+            Some((20, 5000))
+        );
+        assert_eq!(
+            room(CircuitState::HalfOpen, p(45, 0), 100, 10_000),
+            Some((5, 5000))
+        );
+        assert_eq!(room(CircuitState::Open, p(50, 0), 100, 10_000), None);
+        assert_eq!(
+            room(CircuitState::Closed, p(0, 0), 100, 10_000),
+            Some((50, 5000))
+        );
+        assert_eq!(
+            room(CircuitState::Closed, p(40, 0), 100, 10_000),
+            Some((10, 5000))
+        );
         assert_eq!(room(CircuitState::Closed, p(50, 0), 100, 10_000), None);
         assert_eq!(room(CircuitState::Closed, p(60, 0), 100, 10_000), None);
-        assert_eq!(room(CircuitState::Closed, p(1, 4999), 100, 10_000), Some((49, 1)));
+        assert_eq!(
+            room(CircuitState::Closed, p(1, 4999), 100, 10_000),
+            Some((49, 1))
+        );
         assert_eq!(
             room(CircuitState::Closed, p(0, 0), 1 << 20, 1 << 40),
             Some((CHUNK_EVENTS as usize, CHUNK_BYTES as usize))

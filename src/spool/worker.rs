@@ -255,11 +255,14 @@ impl Worker {
 
     /// Writes what the hand-off holds (at most [`WRITE_CHUNK`] per call, or everything
     /// until `until`). True if it wrote or counted anything.
+    ///
+    /// Events are counted (`spooled`, or failed) before they leave `spool_pending` or the
+    /// guard, so that whenever nothing is pending every event is already counted.
     fn write_handoff(&mut self, until: Option<Instant>) -> bool {
         let mut any = false;
         loop {
-            let mut batch: Vec<Message> = Vec::new();
-            let mut overflow: Vec<u64> = Vec::new();
+            let mut overflow: Vec<Message> = Vec::new();
+            let mut spilled: Vec<Message> = Vec::new();
             let mut size = 0usize;
             while size < WRITE_CHUNK {
                 let Some(item) = self.shared.handoff.pop() else {
@@ -268,46 +271,69 @@ impl Worker {
                 match item {
                     Handoff::Overflow(message) => {
                         size += message.len();
-                        overflow.push(Guard::charge(message.len()));
-                        batch.push(message);
+                        overflow.push(message);
                     }
                     Handoff::Spill(messages) => {
-                        let count = messages.len() as u64;
-                        let bytes: u64 = messages.iter().map(|m| m.len() as u64).sum();
-                        // Released first: if close already gave up on them, they were
-                        // counted failed and are not written.
-                        if self.shared.acc.release_for_spool(count, bytes) {
-                            size += bytes as usize;
-                            batch.extend(messages);
-                        }
+                        size += messages.iter().map(Message::len).sum::<usize>();
+                        spilled.extend(messages);
                     }
                 }
             }
-            if batch.is_empty() {
+            if overflow.is_empty() && spilled.is_empty() {
                 return any;
             }
             any = true;
             let acc = self.shared.acc.clone();
-            let released: u64 = overflow.iter().sum();
-            acc.counters
-                .spool_pending
-                .fetch_sub(overflow.len() as u64, Relaxed);
-            let (written, unwritten) = self.append(&batch);
-            // The hand-off's room is given back only once its events are counted.
-            self.shared.overflow_bytes.fetch_sub(released, Relaxed);
-            let c = &acc.counters;
-            c.spooled.fetch_add(written, Relaxed);
-            if let Some((why, n)) = unwritten {
-                c.failed.fetch_add(n, Relaxed);
-                match why {
-                    Unwritten::Full => c.dropped_spool_full.fetch_add(n, Relaxed),
-                    Unwritten::Error => c.dropped_spool_error.fetch_add(n, Relaxed),
-                };
+            if !overflow.is_empty() {
+                let outcome = self.append(&overflow);
+                self.count(outcome);
+                let charged: u64 = overflow.iter().map(|m| Guard::charge(m.len())).sum();
+                acc.counters
+                    .spool_pending
+                    .fetch_sub(overflow.len() as u64, Relaxed);
+                self.shared.overflow_bytes.fetch_sub(charged, Relaxed);
+            }
+            // Spilled events a close already gave up on were counted failed: not written.
+            if !spilled.is_empty() && !acc.guard.is_abandoned() {
+                let outcome = self.append(&spilled);
+                let bytes: u64 = spilled.iter().map(|m| m.len() as u64).sum();
+                self.count(outcome);
+                if !acc.release_for_spool(spilled.len() as u64, bytes) {
+                    // Given up on while being written: counted failed by the close too.
+                    let c = &acc.counters;
+                    c.spooled.fetch_sub(outcome.0, Relaxed);
+                    if let Some((why, n)) = outcome.1 {
+                        c.failed.fetch_sub(n, Relaxed);
+                        self.count_unwritten(why, n, false);
+                    }
+                }
             }
             // Without a deadline, one chunk per loop; with one, everything until then.
             if until.map_or(true, |t| Instant::now() >= t) {
                 return true;
             }
+        }
+    }
+
+    fn count(&self, (written, unwritten): (u64, Option<(Unwritten, u64)>)) {
+        let c = &self.shared.acc.counters;
+        c.spooled.fetch_add(written, Relaxed);
+        if let Some((why, n)) = unwritten {
+            c.failed.fetch_add(n, Relaxed);
+            self.count_unwritten(why, n, true);
+        }
+    }
+
+    fn count_unwritten(&self, why: Unwritten, n: u64, add: bool) {
+        let c = &self.shared.acc.counters;
+        let counter = match why {
+            Unwritten::Full => &c.dropped_spool_full,
+            Unwritten::Error => &c.dropped_spool_error,
+        };
+        if add {
+            counter.fetch_add(n, Relaxed);
+        } else {
+            counter.fetch_sub(n, Relaxed);
         }
     }
 
@@ -508,7 +534,10 @@ impl Worker {
                     .map(|p| (p, Owner::Adopted(group.writer.clone())))
             } else if let Some(p) = self.sealed.pop_front() {
                 Some((p, Owner::Me))
-            } else if self.current.as_ref().is_some_and(|a| a.bytes > format::HEADER_LEN as u64)
+            } else if self
+                .current
+                .as_ref()
+                .is_some_and(|a| a.bytes > format::HEADER_LEN as u64)
                 && self.shared.handoff.is_empty()
             {
                 self.seal();
@@ -540,10 +569,11 @@ impl Worker {
                 }
                 None => {
                     // Not even a header: a segment cut off at creation, or not ours.
-                    self.shared.acc.counters.spool_corrupt.fetch_add(
-                        u64::from(!data.is_empty()),
-                        Relaxed,
-                    );
+                    self.shared
+                        .acc
+                        .counters
+                        .spool_corrupt
+                        .fetch_add(u64::from(!data.is_empty()), Relaxed);
                     self.remove_segment(&path, data.len() as u64);
                     continue;
                 }
@@ -693,6 +723,7 @@ impl Worker {
             }
             c.failed.fetch_add(count, Relaxed);
             c.dropped_shutdown.fetch_add(count, Relaxed);
+            self.shared.lost_at_stop.fetch_add(count, Relaxed);
         }
         // A writer that leaves nothing behind removes its lock file too.
         let own_left = self.sealed.iter().any(|p| p.exists())
@@ -705,6 +736,7 @@ impl Worker {
         }
         self.lock = None;
         self.adopted.clear();
+        self.publish();
         self.shared.stopped.open();
     }
 

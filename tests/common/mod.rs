@@ -29,8 +29,8 @@ pub fn client(mock: &MockServer, extra: &str) -> Client {
 
 pub fn assert_accounted(s: &Stats) {
     assert_eq!(
-        s.enqueued,
-        s.sent + s.rejected + s.failed + s.queue_len,
+        s.enqueued + s.replayed,
+        s.sent + s.rejected + s.failed + s.spooled + s.queue_len + s.spool_pending,
         "every event accounted for: {s:?}"
     );
 }
