@@ -160,6 +160,16 @@ class Stats(Structure):
         ("in_flight", c_uint64),
         ("circuit_state", c_uint32),
         ("errors_overwritten", c_uint64),
+        # The disk spool (`spool_dir`); appended in this order, after errors_overwritten.
+        ("spooled", c_uint64),
+        ("replayed", c_uint64),
+        ("spool_expired", c_uint64),
+        ("spool_corrupt", c_uint64),
+        ("dropped_spool_full", c_uint64),
+        ("dropped_spool_error", c_uint64),
+        ("spool_pending", c_uint64),
+        ("spool_bytes", c_uint64),
+        ("spool_records", c_uint64),
     ]
 
 

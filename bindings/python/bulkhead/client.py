@@ -97,6 +97,10 @@ class ClientOptions(TypedDict, total=False):
     proxy: str
     tls_system_roots: bool
     name: str
+    spool_dir: Union[str, "os.PathLike[str]"]
+    spool_max_bytes: int
+    spool_max_age_ms: Millis
+    spool_sync_interval_ms: Millis
 
 # Bound once: attribute lookups on the CDLL are not free on the hot path. The calls that
 # never wait keep the GIL (`_ffi.nowait`); the others release it while they wait.
@@ -250,7 +254,19 @@ def _time_ms(value: Time) -> int:
 @dataclass(frozen=True)
 class Stats:
     """A snapshot of a client's counters. Invariant when quiescent:
-    ``enqueued == sent + rejected + failed + queue_len``."""
+    ``enqueued + replayed == sent + rejected + failed + spooled + queue_len + spool_pending``
+    (the spool's fields stay 0 without ``spool_dir``).
+
+    The spool's fields (``include/bulkhead.h`` says more): ``spooled`` events written to the
+    disk spool (overflow, failed deliveries, pending at close); ``replayed`` read back from it
+    into delivery; ``spool_expired`` removed unsent, older than ``spool_max_age_ms``;
+    ``spool_corrupt`` corrupt or torn records skipped; ``dropped_spool_full`` and
+    ``dropped_spool_error`` events the spool could not take (full; another error such as an
+    unwritable directory), both included in ``failed``; ``spool_pending`` overflow events
+    accepted and waiting for the spool's writer (not in ``queue_len``); ``spool_bytes`` bytes
+    of the directory's segments (every writer's), as last seen; ``spool_records`` records
+    this client wrote or took over and has not replayed or expired yet.
+    """
 
     enqueued: int
     dropped_queue_full: int
@@ -268,6 +284,15 @@ class Stats:
     in_flight: int
     circuit_state: str  # "closed", "open" or "half-open"
     errors_overwritten: int = 0
+    spooled: int = 0
+    replayed: int = 0
+    spool_expired: int = 0
+    spool_corrupt: int = 0
+    dropped_spool_full: int = 0
+    dropped_spool_error: int = 0
+    spool_pending: int = 0
+    spool_bytes: int = 0
+    spool_records: int = 0
 
 
 @dataclass(frozen=True)
@@ -397,6 +422,12 @@ class Client:
 
     Queueing methods return True when queued and False when the queue-size guard dropped the
     event; they never block and never raise on delivery trouble.
+
+    ``spool_dir`` (a str or path; unset: no spool) turns on the library's disk spool: events
+    the guard refuses, failed deliveries and events pending at close are written there
+    instead of being dropped, and replayed (by this or a later process using the same
+    directory) when the service answers again; ``spool_max_bytes``, ``spool_max_age_ms``
+    and ``spool_sync_interval_ms`` bound it. See :class:`Stats` for its counters.
     """
 
     def __init__(
@@ -437,6 +468,10 @@ class Client:
         proxy: Optional[str] = None,
         tls_system_roots: Optional[bool] = None,
         name: Optional[str] = None,
+        spool_dir: Union[str, "os.PathLike[str]", None] = None,
+        spool_max_bytes: Optional[int] = None,
+        spool_max_age_ms: Optional[Millis] = None,
+        spool_sync_interval_ms: Optional[Millis] = None,
         **config: Any,
     ) -> None:
         self._handle: Optional[int] = None
@@ -474,6 +509,10 @@ class Client:
             "proxy": proxy,
             "tls_system_roots": tls_system_roots,
             "name": name,
+            "spool_dir": os.fspath(spool_dir) if spool_dir is not None else None,
+            "spool_max_bytes": spool_max_bytes,
+            "spool_max_age_ms": spool_max_age_ms,
+            "spool_sync_interval_ms": spool_sync_interval_ms,
         }
         for key, value in typed.items():
             if value is not None:
@@ -746,6 +785,15 @@ class Client:
             in_flight=s.in_flight,
             circuit_state=_CIRCUIT.get(s.circuit_state, str(s.circuit_state)),
             errors_overwritten=s.errors_overwritten,
+            spooled=s.spooled,
+            replayed=s.replayed,
+            spool_expired=s.spool_expired,
+            spool_corrupt=s.spool_corrupt,
+            dropped_spool_full=s.dropped_spool_full,
+            dropped_spool_error=s.dropped_spool_error,
+            spool_pending=s.spool_pending,
+            spool_bytes=s.spool_bytes,
+            spool_records=s.spool_records,
         )
 
     def test_events(self) -> List[Dict[str, Any]]:
