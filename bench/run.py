@@ -361,7 +361,22 @@ def report(data: Dict[str, Any], meta: Dict[str, Any]) -> str:
             rows.append([f"`bulkhead_{call}`, {label}", fig([get(x, "median_ns") for x in xs], us_from_ns),
                          fig([get(x, "p99_ns") for x in xs], us_from_ns),
                          fig([get(x, "p999_ns") for x in xs], us_from_ns)])
+    xs = [r.get("track_spool_outage", {}) for r in c]
+    if any(xs):
+        rows.append(["`bulkhead_track`, service down, disk spool on (event spooled)",
+                     fig([get(x, "median_ns") for x in xs], us_from_ns),
+                     fig([get(x, "p99_ns") for x in xs], us_from_ns),
+                     fig([get(x, "p999_ns") for x in xs], us_from_ns)])
     out.append(table(["call", "median", "p99", "p99.9"], rows) + "\n")
+    xs = [r.get("spool_replay", {}) for r in c]
+    if any(xs):
+        evs = f"{xs[0].get('events', 0):,}".replace(",", " ")
+        out.append(f"Disk spool (`spool_dir`): the service refuses every request while {evs} events "
+                   "are tracked into a 20 000-event queue; the rest go to the spool. Then the service "
+                   "comes back; replay rate from then until the mock holds every event: "
+                   + fig([get(x, "replayed_per_s") for x in xs], num) + " events/s (recovery "
+                   + fig([get(x, "recovery_s") for x in xs], lambda v: f"{v:.1f} s") + "; dropped "
+                   + fig([get(x, "dropped") for x in xs], num) + ").\n")
     rows = []
     for call in ("send", "track"):
         rows.append([f"`bulkhead_{call}`"] + [fig([get(r, f"{call}_{t}", "calls_per_s") for r in c], num)

@@ -33,8 +33,8 @@ const DAY_MS: i64 = 24 * 3600 * 1000;
 pub(crate) const IMPORT_AFTER_MS: i64 = 4 * DAY_MS;
 
 /// The most events and bytes in one chunk.
-const CHUNK_EVENTS: u64 = 1000;
-const CHUNK_BYTES: u64 = 1024 * 1024;
+const CHUNK_EVENTS: u64 = 10_000;
+const CHUNK_BYTES: u64 = 8 * 1024 * 1024;
 /// The most events in a chunk while the circuit is not closed.
 const PROBE_EVENTS: u64 = 20;
 

@@ -358,6 +358,88 @@ static void bench_end_to_end(const char *key, int gzip, size_t n) {
     }
 }
 
+static void sleep_ms(long ms) {
+    struct timespec t;
+    t.tv_sec = ms / 1000;
+    t.tv_nsec = (ms % 1000) * 1000000L;
+    nanosleep(&t, NULL);
+}
+
+/* Removes the spool directory a run made (its segment and lock files, then itself). */
+static void remove_dir(const char *path) {
+    DIR *d = opendir(path);
+    struct dirent *e;
+    char file[600];
+    if (d == NULL) return;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        snprintf(file, sizeof file, "%s/%s", path, e->d_name);
+        unlink(file);
+    }
+    closedir(d);
+    rmdir(path);
+}
+
+/* The hot path with the disk spool on while the service refuses every request (the guard
+   full, every call's event handed to the spool's writer), then the replay rate once the
+   service is back: from the moment it answers until the mock holds every event. */
+static void bench_spool(const char *key, size_t n) {
+    char dir[] = "/tmp/bulkhead-bench-spool-XXXXXX", extra[512];
+    bulkhead_client *client;
+    bulkhead_stats s;
+    long long *ns = (long long *)malloc(n * sizeof(long long));
+    unsigned long long events0 = mock_stat("events"), total;
+    size_t i, refused = 0;
+    const size_t fill = 20000;
+    long long t_up, t_done;
+    if (ns == NULL || mkdtemp(dir) == NULL) die("spool bench setup");
+    mock_control("/_mock/down?mode=refuse");
+    snprintf(extra, sizeof extra,
+             ",\"queue_capacity\":%zu,\"spool_dir\":\"%s\",\"max_retries\":1,"
+             "\"backoff_initial_ms\":50,\"backoff_max_ms\":100,\"circuit_cooldown_ms\":100,"
+             "\"circuit_cooldown_max_ms\":200",
+             fill, dir);
+    client = new_client(extra);
+    for (i = 0; i < fill; i++) call(client, 0, i);
+    for (i = 0; i < n; i++) {
+        long long t0, t1;
+        bulkhead_status st;
+        char id[32];
+        int len = snprintf(id, sizeof id, "spool-%zu", i);
+        t0 = now_ns();
+        st = bulkhead_track(client, id, (size_t)len, "bench spool", 11, PROPS, strlen(PROPS));
+        t1 = now_ns();
+        ns[i] = t1 - t0;
+        if (st != BULKHEAD_STATUS_OK) refused++;
+    }
+    report_latency(key, ns, n, refused);
+    /* Everything handed over is on disk or in the queue before the service comes back. */
+    do {
+        sleep_ms(10);
+        if (bulkhead_client_stats(client, &s) != BULKHEAD_STATUS_OK) die("stats");
+    } while (s.spool_pending > 0);
+    total = (unsigned long long)(fill + n - refused);
+    mock_control("/_mock/up");
+    t_up = now_ns();
+    while (mock_stat("events") - events0 < total) {
+        if (now_ns() - t_up > 300LL * 1000000000LL) die("spool replay did not finish in 300 s");
+        sleep_ms(5);
+    }
+    t_done = now_ns();
+    if (bulkhead_client_stats(client, &s) != BULKHEAD_STATUS_OK) die("stats");
+    json_key("spool_replay");
+    printf("{\"events\": %llu, \"spooled\": %llu, \"replayed\": %llu, \"dropped\": %llu, "
+           "\"recovery_s\": %.2f, \"replayed_per_s\": %.0f}",
+           total, (unsigned long long)s.spooled, (unsigned long long)s.replayed,
+           (unsigned long long)s.dropped_queue_full, (double)(t_done - t_up) / 1e9,
+           (double)s.replayed * 1e9 / (double)(t_done - t_up));
+    fflush(stdout);
+    if (bulkhead_client_close(client, 60000) != BULKHEAD_STATUS_OK) die("close after spool");
+    bulkhead_client_free(client);
+    remove_dir(dir);
+    free(ns);
+}
+
 int main(int argc, char **argv) {
     size_t n = 200000, i;
     bulkhead_client *client;
@@ -388,6 +470,7 @@ int main(int argc, char **argv) {
     bench_latency("track_busy", 0, BUSY, n);
     bench_latency("send_guard_full", 1, GUARD_FULL, n);
     bench_latency("track_guard_full", 0, GUARD_FULL, n);
+    bench_spool("track_spool_outage", n);
     bench_throughput("send_1thread", 1, 1, n * 2);
     bench_throughput("send_2threads", 1, 2, n * 2);
     bench_throughput("track_1thread", 0, 1, n * 2);
