@@ -93,6 +93,10 @@ fn check_config(config: &Config, json: &str) {
 /// `bulkhead_client_new` agrees with the parser: refused with the parser's status, or made
 /// (a valid configuration may still be refused when its proxy cannot be used).
 fn check_c_api(json: &str, refused: Option<ErrorKind>) {
+    // A fuzzed `spool_dir` would make directories wherever the input points.
+    if refused.is_none() && json.contains("spool_dir") {
+        return;
+    }
     let mut client = std::ptr::null_mut();
     // SAFETY: a live (ptr, len) string and a writable out-pointer.
     let status = unsafe { bulkhead_client_new(cstr(json.as_bytes()), json.len(), &mut client) };
