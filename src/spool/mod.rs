@@ -26,7 +26,7 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{AcqRel, Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::SegQueue;
@@ -73,8 +73,8 @@ struct Shared {
     /// Bytes of overflow events in the hand-off (capped at [`HANDOFF_MAX_BYTES`]).
     overflow_bytes: AtomicU64,
     commands: Mutex<VecDeque<Command>>,
-    /// The writer thread, for waking it (set once it started).
-    thread: Mutex<Option<std::thread::Thread>>,
+    /// The writer thread, for waking it (set once it started; no lock on the hot path).
+    thread: OnceLock<std::thread::Thread>,
     /// Opened when the writer has finished after a stop.
     stopped: Latch,
     /// Events the stopping writer could not write before its deadline.
@@ -121,7 +121,7 @@ impl Spool {
             handoff: SegQueue::new(),
             overflow_bytes: AtomicU64::new(0),
             commands: Mutex::new(VecDeque::new()),
-            thread: Mutex::new(None),
+            thread: OnceLock::new(),
             stopped: Latch::default(),
             lost_at_stop: AtomicU64::new(0),
             acc,
@@ -136,12 +136,12 @@ impl Spool {
                     format!("could not start the spool writer thread: {e}"),
                 )
             })?;
-        *shared.thread.lock() = Some(handle.thread().clone());
+        let _ = shared.thread.set(handle.thread().clone());
         Ok(Some(Arc::new(Spool { shared })))
     }
 
     fn wake(&self) {
-        if let Some(t) = self.shared.thread.lock().as_ref() {
+        if let Some(t) = self.shared.thread.get() {
             t.unpark();
         }
     }
