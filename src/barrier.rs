@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use crate::sync::{Condvar, Mutex};
 use tokio::sync::Notify;
 
 /// A one-shot gate a host thread can block on (with a deadline) and a task can await.
@@ -42,7 +42,9 @@ impl Latch {
     pub fn wait_until(&self, deadline: Instant) -> bool {
         let mut open = self.open.lock();
         while !*open {
-            if self.opened.wait_until(&mut open, deadline).timed_out() {
+            let (guard, timed_out) = self.opened.wait_until(open, deadline);
+            open = guard;
+            if timed_out {
                 return *open;
             }
         }

@@ -32,6 +32,7 @@ mod retry;
 mod runtime;
 mod spool;
 mod stats;
+mod sync;
 mod test_mode;
 mod transport;
 

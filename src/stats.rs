@@ -8,7 +8,7 @@
 //! `dropped_spool_error` events the spool could not write; all three are included in
 //! `failed`.
 
-use parking_lot::Mutex;
+use crate::sync::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;

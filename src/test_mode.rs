@@ -6,7 +6,7 @@
 //! (`QueueFull`, counted in `dropped_queue_full`), all or none for an array. Kept events
 //! are not counted as enqueued or sent: the delivery counters stay as they were.
 
-use parking_lot::Mutex;
+use crate::sync::Mutex;
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::error::{Error, ErrorKind, Result};

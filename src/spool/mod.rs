@@ -29,8 +29,8 @@ use std::sync::atomic::Ordering::{AcqRel, Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::sync::Mutex;
 use crossbeam_queue::SegQueue;
-use parking_lot::Mutex;
 
 use crate::barrier::Latch;
 use crate::config::Config;
