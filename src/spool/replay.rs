@@ -78,11 +78,22 @@ pub async fn run(spool: Arc<Spool>, queue: Queue, ctx: Arc<DeliveryContext>) {
     let config = ctx.config.clone();
     let mut pause = Duration::ZERO;
     let mut failures = 0u32;
+    let mut circuit = ctx.breaker.subscribe();
     loop {
-        tokio::select! {
-            biased;
-            _ = ctx.cancel.cancelled() => return,
-            _ = tokio::time::sleep(pause) => {}
+        // A pause after failures ends early when the circuit closes (fresh events got
+        // through): the service is back, so is replay.
+        let until = tokio::time::Instant::now() + pause;
+        loop {
+            tokio::select! {
+                biased;
+                _ = ctx.cancel.cancelled() => return,
+                _ = tokio::time::sleep_until(until) => break,
+                changed = circuit.changed(), if failures > 0 => {
+                    if changed.is_err() || ctx.breaker.state() == CircuitState::Closed {
+                        break;
+                    }
+                }
+            }
         }
         let Some((events, bytes)) = room(
             ctx.breaker.state(),
