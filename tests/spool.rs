@@ -139,6 +139,36 @@ fn close_in_an_outage_spools_what_is_pending_and_the_next_client_sends_it() {
     fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A replay attempt during the outage reads records back, fails, and spools them anew; the
+/// segment it read them from must not hand them out again after a restart.
+#[test]
+fn replay_attempts_in_an_outage_are_not_sent_twice_after_a_restart() {
+    let mock = MockServer::start();
+    let dir = temp_dir("reattempt");
+    mock.control().set_down(DownMode::Refuse);
+    let c = spooling(&mock, &dir, r#"{"queue_capacity":100}"#);
+    track_n(&c, "Reattempted", 1000);
+    wait("a replay attempt spooled anew", LONG, || {
+        let s = c.stats();
+        s.replayed > 0 && s.spooled > 1000 && settled(&s)
+    });
+    c.close(LONG).unwrap();
+
+    mock.control().set_down(DownMode::Up);
+    let next = spooling(&mock, &dir, "{}");
+    wait("the spool to empty", LONG, || segments(&dir).is_empty());
+    next.flush(LONG).unwrap();
+    let m = mock.stats();
+    assert_eq!(
+        (m.events, m.duplicates),
+        (1000, 0),
+        "{m:?} {:?}",
+        next.stats()
+    );
+    next.close(LONG).unwrap();
+    fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn torn_and_corrupt_records_are_counted_and_the_rest_delivered() {
     let mock = MockServer::start();

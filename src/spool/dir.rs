@@ -17,33 +17,51 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 
-/// Lock files held by this process, so a forked child can close its inherited copies.
-const MAX_LOCKS: usize = 256;
-static HELD: [AtomicI32; MAX_LOCKS] = [const { AtomicI32::new(-1) }; MAX_LOCKS];
+/// Lock files and segments open in this process, so a forked child can close its inherited
+/// copies.
+const MAX_HELD: usize = 256;
+static HELD: [AtomicI32; MAX_HELD] = [const { AtomicI32::new(-1) }; MAX_HELD];
 
-/// A held writer lock; released (and forgotten by the fork registry) on drop.
-pub struct WriterLock {
-    file: File,
+/// A file a forked child must not keep open: a writer's lock (the child would keep the
+/// lock, and so the writer, alive) or the segment being written (the child would keep its
+/// disk space after it is removed). Forgotten by the fork registry when dropped.
+pub struct ParentOnly {
+    pub file: File,
     slot: Option<usize>,
 }
 
-impl Drop for WriterLock {
+impl ParentOnly {
+    pub fn new(file: File) -> Self {
+        let fd = file.as_raw_fd();
+        let slot = HELD.iter().position(|s| {
+            s.compare_exchange(-1, fd, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        });
+        Self { file, slot }
+    }
+}
+
+impl Drop for ParentOnly {
     fn drop(&mut self) {
         if let Some(slot) = self.slot {
             HELD[slot].store(-1, Ordering::Release);
         }
-        // Closing the file releases the flock.
     }
 }
 
-/// In a forked child: closes the lock files the parent held, so the child does not keep
-/// the parent's writers alive. Only atomics and `close`, as a fork handler may.
+/// A held writer lock; released on drop (closing the file releases the flock).
+pub struct WriterLock {
+    file: ParentOnly,
+}
+
+/// In a forked child: closes the lock files and segments the parent held open, so the child
+/// does not keep the parent's writers alive. Only atomics and `close`, as a fork handler may.
 pub fn close_inherited_locks() {
     for slot in &HELD {
         let fd = slot.swap(-1, Ordering::AcqRel);
         if fd >= 0 {
-            // SAFETY: `fd` was a lock file's descriptor in the parent; the child's copy of
-            // the owning `File` is never dropped (the parent's client state is leaked in a
+            // SAFETY: `fd` was a lock file's or segment's descriptor in the parent; the
+            // child's copy of the owning `File` is never dropped (the parent's client state is leaked in a
             // child), so nothing else closes it.
             unsafe { libc::close(fd) };
         }
@@ -69,12 +87,9 @@ pub fn try_lock(path: &Path) -> io::Result<Option<WriterLock>> {
             _ => Err(err),
         };
     }
-    let fd = file.as_raw_fd();
-    let slot = HELD.iter().position(|s| {
-        s.compare_exchange(-1, fd, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-    });
-    Ok(Some(WriterLock { file, slot }))
+    Ok(Some(WriterLock {
+        file: ParentOnly::new(file),
+    }))
 }
 
 impl WriterLock {
@@ -82,7 +97,7 @@ impl WriterLock {
     /// finished an adoption and removed it).
     pub fn still_named(&self, path: &Path) -> bool {
         use std::os::unix::fs::MetadataExt;
-        match (self.file.metadata(), fs::metadata(path)) {
+        match (self.file.file.metadata(), fs::metadata(path)) {
             (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
             _ => false,
         }

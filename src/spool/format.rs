@@ -4,19 +4,23 @@
 //!
 //! ```text
 //! segment = header record*
-//! header  = "BHSPOOL\x01" (8) | token_hash u64 LE | created_ms i64 LE          (24 bytes)
+//! header  = "BHSPOOL\x01" (8) | token_hash u64 LE | created_ms i64 LE
+//!           | replayed_to u64 LE                                            (32 bytes)
 //! record  = 0xB5 0x5B | endpoint u8 | flags u8 | len u32 LE | created_ms i64 LE
 //!           | crc32 u32 LE | payload (len bytes of JSON)                      (20 + len)
 //! ```
 //!
 //! The CRC-32 (IEEE) covers everything in the record after the two sync bytes except the
 //! CRC itself, and the payload. The sync bytes let a reader find the next record after a
-//! corrupt one.
+//! corrupt one. `replayed_to` is the one field ever rewritten in place: the offset up to
+//! which the segment's records were replayed and resolved, so a later reader starts there.
 
 use crate::message::Endpoint;
 
 pub(crate) const MAGIC: &[u8; 8] = b"BHSPOOL\x01";
-pub(crate) const HEADER_LEN: usize = 24;
+pub(crate) const HEADER_LEN: usize = 32;
+/// Where `replayed_to` is in the header.
+pub(crate) const CURSOR_OFFSET: u64 = 24;
 pub(crate) const RECORD_HEADER_LEN: usize = 20;
 const SYNC: [u8; 2] = [0xB5, 0x5B];
 /// No record is larger (`max_event_bytes` is at most 10 MB): a larger length is corrupt.
@@ -35,15 +39,31 @@ pub fn header(token_hash: u64, created_ms: i64) -> [u8; HEADER_LEN] {
     out[..8].copy_from_slice(MAGIC);
     out[8..16].copy_from_slice(&token_hash.to_le_bytes());
     out[16..24].copy_from_slice(&created_ms.to_le_bytes());
+    out[24..32].copy_from_slice(&(HEADER_LEN as u64).to_le_bytes());
     out
 }
 
-/// The token hash of a segment, if `bytes` starts with a valid header.
-pub fn parse_header(bytes: &[u8]) -> Option<u64> {
+/// A segment's header fields that a reader needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub token_hash: u64,
+    /// Where reading starts: records before it were replayed already (never before the
+    /// first record, never past the end of `bytes`).
+    pub replayed_to: usize,
+}
+
+/// The header of a segment, if `bytes` starts with a valid one.
+pub fn parse_header(bytes: &[u8]) -> Option<Header> {
     if bytes.len() < HEADER_LEN || &bytes[..8] != MAGIC {
         return None;
     }
-    Some(u64::from_le_bytes(bytes[8..16].try_into().ok()?))
+    let field =
+        |at: usize| -> Option<u64> { Some(u64::from_le_bytes(bytes[at..at + 8].try_into().ok()?)) };
+    let replayed_to = usize::try_from(field(24)?).unwrap_or(usize::MAX);
+    Some(Header {
+        token_hash: field(8)?,
+        replayed_to: replayed_to.clamp(HEADER_LEN, bytes.len()),
+    })
 }
 
 pub fn endpoint_code(endpoint: Endpoint) -> u8 {
@@ -244,9 +264,20 @@ mod tests {
                 payload: br#"{"a":1}"#
             })
         );
-        let h = header(token_hash("tok"), 5);
-        assert_eq!(parse_header(&h), Some(token_hash("tok")));
+        let mut h = header(token_hash("tok"), 5).to_vec();
+        let fresh = Header {
+            token_hash: token_hash("tok"),
+            replayed_to: HEADER_LEN,
+        };
+        assert_eq!(parse_header(&h), Some(fresh));
         assert_eq!(parse_header(&h[..10]), None);
+        // A cursor past the end (a segment cut short) reads as the end; before the first
+        // record as the first record.
+        h.extend_from_slice(&[0u8; 8]);
+        h[24..32].copy_from_slice(&1000u64.to_le_bytes());
+        assert_eq!(parse_header(&h).unwrap().replayed_to, HEADER_LEN + 8);
+        h[24..32].copy_from_slice(&3u64.to_le_bytes());
+        assert_eq!(parse_header(&h).unwrap().replayed_to, HEADER_LEN);
         assert_ne!(token_hash("tok"), token_hash("tol"));
     }
 

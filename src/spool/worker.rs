@@ -7,15 +7,15 @@
 //! thread or a runtime thread.
 
 use std::collections::{HashSet, VecDeque};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::dir::{self, WriterLock};
+use super::dir::{self, ParentOnly, WriterLock};
 use super::format::{self, Item};
 use super::replay::{self, Chunk};
 use super::{Command, Handoff, Settings, Shared};
@@ -32,7 +32,7 @@ const SCAN_EVERY: Duration = Duration::from_secs(2);
 const IDLE_TICK: Duration = Duration::from_millis(50);
 
 struct Active {
-    file: File,
+    file: ParentOnly,
     path: PathBuf,
     bytes: u64,
     dirty: bool,
@@ -212,7 +212,7 @@ impl Worker {
             file.write_all(&format::header(self.token_hash, now_ms()))?;
             self.dir_bytes += format::HEADER_LEN as u64;
             self.current = Some(Active {
-                file,
+                file: ParentOnly::new(file),
                 path,
                 bytes: format::HEADER_LEN as u64,
                 dirty: true,
@@ -225,7 +225,7 @@ impl Worker {
         self.open_segment()?;
         match self.current.as_mut() {
             Some(active) => {
-                active.file.write_all(bytes)?;
+                active.file.file.write_all(bytes)?;
                 active.bytes += bytes.len() as u64;
                 active.dirty = true;
                 Ok(())
@@ -237,7 +237,7 @@ impl Worker {
     /// Closes the segment being written: durable, and ready to be replayed.
     fn seal(&mut self) {
         if let Some(active) = self.current.take() {
-            let _ = active.file.sync_data();
+            let _ = active.file.file.sync_data();
             self.sealed.push_back(active.path);
         }
     }
@@ -246,7 +246,7 @@ impl Worker {
         let interval = self.s.sync_interval;
         if let Some(active) = self.current.as_mut() {
             if active.dirty && self.last_sync.elapsed() >= interval {
-                let _ = active.file.sync_data();
+                let _ = active.file.file.sync_data();
                 active.dirty = false;
                 self.last_sync = Instant::now();
             }
@@ -551,8 +551,8 @@ impl Worker {
             let Ok(data) = fs::read(&path) else {
                 continue; // removed under us: nothing to read
             };
-            match format::parse_header(&data) {
-                Some(hash) if hash == self.token_hash => {}
+            let start = match format::parse_header(&data) {
+                Some(h) if h.token_hash == self.token_hash => h.replayed_to,
                 Some(_) => {
                     if let Owner::Adopted(writer) = &owner {
                         self.note(
@@ -577,9 +577,9 @@ impl Worker {
                     self.remove_segment(&path, data.len() as u64);
                     continue;
                 }
-            }
+            };
             if let Owner::Adopted(_) = owner {
-                let records = format::Reader::new(&data, format::HEADER_LEN)
+                let records = format::Reader::new(&data, start)
                     .filter(|i| matches!(i, Item::Record(_)))
                     .count() as u64;
                 self.records += records;
@@ -588,7 +588,7 @@ impl Worker {
                 path,
                 owner,
                 data,
-                pos: format::HEADER_LEN,
+                pos: start,
             });
             return true;
         }
@@ -686,6 +686,25 @@ impl Worker {
         self.records = self.records.saturating_sub(out.records);
         if out.end >= reading.data.len() {
             self.finish_reading();
+        } else {
+            // Remembered in the segment itself: a later reader (this process after a
+            // restart, or one that takes over) starts after these records. Without it, the
+            // records would be replayed again, and those that failed and were spooled anew
+            // would then be sent twice.
+            let path = reading.path.clone();
+            let written = OpenOptions::new().write(true).open(&path).and_then(|f| {
+                f.write_all_at(&(out.end as u64).to_le_bytes(), format::CURSOR_OFFSET)
+            });
+            if let Err(e) = written {
+                self.note(
+                    Level::Warn,
+                    format!(
+                        "could not record replay progress in {}: {e}; its replayed records \
+                         may be sent again (with the same $insert_id)",
+                        path.display()
+                    ),
+                );
+            }
         }
     }
 

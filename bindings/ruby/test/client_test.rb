@@ -106,7 +106,8 @@ class ClientTest < BulkheadTest::Test
     s = c.stats
     expected = %i[enqueued dropped_queue_full dropped_too_large dropped_invalid dropped_shutdown sent
                   rejected failed retries requests bytes_sent queue_len queue_bytes in_flight circuit_state
-                  errors_overwritten]
+                  errors_overwritten spooled replayed spool_expired spool_corrupt dropped_spool_full
+                  dropped_spool_error spool_pending spool_bytes spool_records]
     assert_equal expected.sort, s.keys.sort
     assert_equal 3, s[:enqueued]
     assert_equal 3, s[:sent]

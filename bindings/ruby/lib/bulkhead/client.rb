@@ -35,7 +35,10 @@ module Bulkhead
     # service_account_username:, service_account_secret:, project_id:, api_secret:,
     # max_recent_errors:, log_level: (the library's own stderr lines; default :off here,
     # since they reach `logger`), test_mode:, test_mode_capacity:, name: (the metrics
-    # label). The README's configuration table says what each does.
+    # label), spool_dir: (a disk spool for what the queue cannot hold, failed deliveries and
+    # events pending at close, replayed when the service is back; off when unset),
+    # spool_max_bytes:, spool_max_age_ms:, spool_sync_interval_ms:. The README's
+    # configuration table says what each does.
     # on_error: a callable given each new delivery error (a Hash) from the thread calling
     # flush, close, stats or (when the library signals new records) a queueing method.
     # logger: where delivery errors and the library's log lines (the first queue-full
@@ -161,6 +164,10 @@ module Bulkhead
     end
 
     # A snapshot of the counters, with symbol keys; circuit_state is :closed, :open or :half_open.
+    # When no call is running: enqueued + replayed == sent + rejected + failed + spooled +
+    # queue_len + spool_pending (the spool's keys, :spooled, :replayed, :spool_expired,
+    # :spool_corrupt, :dropped_spool_full, :dropped_spool_error (both in :failed),
+    # :spool_pending, :spool_bytes and :spool_records, stay 0 without spool_dir).
     def stats
       raw = Native::Stats.new
       status = Native.bulkhead_client_stats(@ptr, raw.pointer)

@@ -76,7 +76,17 @@ module Bulkhead
              :queue_bytes, :uint64,
              :in_flight, :uint64,
              :circuit_state, :uint32,
-             :errors_overwritten, :uint64
+             :errors_overwritten, :uint64,
+             # The disk spool (spool_dir), appended in this order.
+             :spooled, :uint64,
+             :replayed, :uint64,
+             :spool_expired, :uint64,
+             :spool_corrupt, :uint64,
+             :dropped_spool_full, :uint64,
+             :dropped_spool_error, :uint64,
+             :spool_pending, :uint64,
+             :spool_bytes, :uint64,
+             :spool_records, :uint64
     end
 
     # bulkhead_flush_result
