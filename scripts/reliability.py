@@ -21,6 +21,7 @@ README = ROOT / "README.md"
 BEGIN, END = "<!-- reliability:begin -->", "<!-- reliability:end -->"
 ORDER = [
     "chaos",
+    "chaos-spool",
     "fork-c",
     "fork-cxx",
     "fork-ruby",

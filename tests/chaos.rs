@@ -10,8 +10,17 @@
 //! watchdog fails the test if it runs past `BULKHEAD_CHAOS_WATCHDOG_S` (default 600 s).
 //! With `BULKHEAD_CHAOS_ROW=<path>` a passing run writes its row of the README's Reliability
 //! table there (scripts/reliability.py).
+//!
+//! `chaos_accounting_with_spool` plays the same chaos against a client with a disk spool
+//! (`spool_dir` in a fresh temp dir): overflow, failed deliveries and replay all run under
+//! the faults. After the chaos it waits (under the same watchdog) until the spool is drained,
+//! then checks the spool's promise: nothing accepted at the call is lost — every OK'd event
+//! ends sent or rejected (`failed` only from `dropped_spool_*`/`dropped_shutdown`, all 0),
+//! what was spooled was replayed, and the mock holds every OK'd event that was not refused.
+//! Its row goes to `BULKHEAD_CHAOS_SPOOL_ROW=<path>`.
 
 use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -439,16 +448,65 @@ fn drain_errors(c: &Client, into: &Mutex<Errors>) {
     })
 }
 
-fn client(url: &str) -> Client {
+/// The chaos client; with `spool_dir`, the same settings plus a disk spool there (its other
+/// spool settings at their defaults: 1 GiB, 7 days, fdatasync every 500 ms).
+fn client(url: &str, spool_dir: Option<&Path>) -> Client {
+    let spool = spool_dir
+        .map(|d| {
+            format!(
+                r#","spool_dir":{:?}"#,
+                d.to_str().expect("a UTF-8 temp dir")
+            )
+        })
+        .unwrap_or_default();
     let json = format!(
         r#"{{"token":"test-token","api_host":"{url}","log_level":"off",
             "queue_capacity":5000,"pool_size":8,"batch_size":200,"flush_interval_ms":20,
             "request_timeout_ms":300,"connect_timeout_ms":300,"max_retries":6,
             "backoff_initial_ms":5,"backoff_max_ms":50,"retry_budget_ms":3000,
             "circuit_failure_threshold":5,"circuit_cooldown_ms":20,"circuit_cooldown_max_ms":200,
-            "max_event_bytes":{MAX_EVENT_BYTES},"max_recent_errors":10000}}"#
+            "max_event_bytes":{MAX_EVENT_BYTES},"max_recent_errors":10000{spool}}}"#
     );
     Client::new(Config::from_json_with_env(&json, |_| None).unwrap()).unwrap()
+}
+
+/// A fresh spool directory, removed when dropped (also when the test fails; a run the
+/// watchdog ends leaves it, and names it).
+struct SpoolDir(PathBuf);
+
+impl SpoolDir {
+    fn new() -> SpoolDir {
+        let dir = std::env::temp_dir().join(format!(
+            "bulkhead-chaos-spool-{}-{:016x}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        SpoolDir(dir)
+    }
+
+    /// Files in the directory ending in `.<ext>`.
+    fn files(&self, ext: &str) -> Vec<PathBuf> {
+        std::fs::read_dir(&self.0)
+            .unwrap_or_else(|e| panic!("{}: {e}", self.0.display()))
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == ext))
+            .collect()
+    }
+}
+
+impl Drop for SpoolDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The spool side of a run, for the summary and the row.
+struct SpoolRun {
+    /// From the end of the final flush until the spool was empty.
+    drain: Duration,
+    /// Files left in the directory after close (none expected).
+    left_after_close: Vec<PathBuf>,
 }
 
 /// What the summary table shows.
@@ -463,6 +521,7 @@ struct Summary<'a> {
     errors: &'a Errors,
     unique_ids: usize,
     pending_faults: usize,
+    spool: Option<&'a SpoolRun>,
 }
 
 fn print_summary(r: Summary<'_>) {
@@ -477,8 +536,10 @@ fn print_summary(r: Summary<'_>) {
         errors,
         unique_ids,
         pending_faults,
+        spool,
     } = r;
-    println!("chaos: seed {seed} (0x{seed:x}), {events} events, wall {wall:.1?}");
+    let variant = if spool.is_some() { " (with spool)" } else { "" };
+    println!("chaos{variant}: seed {seed} (0x{seed:x}), {events} events, wall {wall:.1?}");
     println!("  client                       mock");
     let rows: [(&str, u64, &str, u64); 9] = [
         ("enqueued", s.enqueued, "unique events", m.events),
@@ -535,17 +596,86 @@ fn print_summary(r: Summary<'_>) {
         "  delivery errors: {} (events by outcome {:?}; in unanswered attempts {})",
         errors.seen, errors.by_outcome, errors.no_answer_events
     );
+    if let Some(run) = spool {
+        println!(
+            "  spool: spooled {} replayed {} expired {} corrupt {} dropped_spool_full {} \
+             dropped_spool_error {} pending {} records {} bytes {}; drained {:.1?} after the \
+             final flush; QUEUE_FULL (hand-off full) {}",
+            s.spooled,
+            s.replayed,
+            s.spool_expired,
+            s.spool_corrupt,
+            s.dropped_spool_full,
+            s.dropped_spool_error,
+            s.spool_pending,
+            s.spool_records,
+            s.spool_bytes,
+            run.drain,
+            calls.queue_full,
+        );
+    }
 }
 
 #[test]
 fn chaos_accounting() {
+    run_chaos(false);
+}
+
+/// The same chaos with a disk spool: nothing accepted at the call may be lost.
+#[test]
+fn chaos_accounting_with_spool() {
+    run_chaos(true);
+}
+
+/// Waits (under the watchdog) until the spool holds nothing: no record on disk or in the
+/// hand-off, no segment file, nothing queued. Says how it goes every 10 s.
+fn wait_for_spool_drained(c: &Client, dir: &SpoolDir) -> Duration {
+    let started = Instant::now();
+    let mut said = Instant::now();
+    loop {
+        let s = c.stats();
+        if s.spool_records == 0
+            && s.spool_pending == 0
+            && s.queue_len == 0
+            && dir.files("seg").is_empty()
+        {
+            return started.elapsed();
+        }
+        if said.elapsed() >= Duration::from_secs(10) {
+            said = Instant::now();
+            println!(
+                "chaos (with spool): draining for {:.0?}: records {} pending {} queue_len {} \
+                 segments {} replayed {} spooled {} sent {} circuit {:?}",
+                started.elapsed(),
+                s.spool_records,
+                s.spool_pending,
+                s.queue_len,
+                dir.files("seg").len(),
+                s.replayed,
+                s.spooled,
+                s.sent,
+                s.circuit_state
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The chaos run; with `spool`, the client has a disk spool in a fresh temp dir.
+fn run_chaos(spool: bool) {
     let events = env_u64("BULKHEAD_CHAOS_EVENTS", DEFAULT_EVENTS);
     let seed = env_u64("BULKHEAD_CHAOS_SEED", DEFAULT_SEED);
     let watchdog_s = env_u64("BULKHEAD_CHAOS_WATCHDOG_S", 600);
-    println!("chaos: BULKHEAD_CHAOS_SEED={seed} BULKHEAD_CHAOS_EVENTS={events}");
+    let spool_dir = spool.then(SpoolDir::new);
+    let variant = if spool { " (with spool)" } else { "" };
+    println!("chaos{variant}: BULKHEAD_CHAOS_SEED={seed} BULKHEAD_CHAOS_EVENTS={events}");
     let done = Arc::new(AtomicBool::new(false));
     {
         let done = done.clone();
+        let where_ = spool_dir
+            .as_ref()
+            .map(|d| format!("; spool dir {} left for a look", d.0.display()))
+            .unwrap_or_default();
         thread::spawn(move || {
             let deadline = Instant::now() + Duration::from_secs(watchdog_s);
             while Instant::now() < deadline {
@@ -554,7 +684,9 @@ fn chaos_accounting() {
                 }
                 thread::sleep(Duration::from_millis(200));
             }
-            eprintln!("chaos: watchdog: still running after {watchdog_s} s (seed {seed}); failing");
+            eprintln!(
+                "chaos{variant}: watchdog: still running after {watchdog_s} s (seed {seed}){where_}; failing"
+            );
             std::process::exit(101);
         });
     }
@@ -567,7 +699,7 @@ fn chaos_accounting() {
     let mock = Mutex::new(Some(mock));
     ctl.set_reject_property(Some("bad".into()), 400);
     ctl.set_import_reject_property(Some("imp_bad".into()));
-    let c = client(&url);
+    let c = client(&url, spool_dir.as_ref().map(|d| d.0.as_path()));
 
     // Spread production over the chaos: at least 15 s, about 20 000 events/s beyond that.
     let secs = (events as f64 / 20_000.0).max(15.0);
@@ -601,14 +733,27 @@ fn chaos_accounting() {
         ctl.clear_faults();
         c.flush(Duration::from_secs(240))
             .expect("final flush within its (generous) deadline");
+        // With a spool, replay brings back what is on disk: wait until all of it was.
+        let drain = spool_dir.as_ref().map(|d| wait_for_spool_drained(&c, d));
         c.close(Duration::from_secs(240))
             .expect("close within its (generous) deadline");
+        let spool_run = spool_dir.as_ref().zip(drain).map(|(d, drain)| {
+            let mut left: Vec<PathBuf> = std::fs::read_dir(&d.0)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            left.sort();
+            SpoolRun {
+                drain,
+                left_after_close: left,
+            }
+        });
         stop_errors.store(true, Relaxed);
         drainer.join().unwrap();
         drain_errors(&c, &errors);
-        (calls, (played, pending))
+        (calls, (played, pending, spool_run))
     });
-    let (played, pending_faults) = played;
+    let (played, pending_faults, spool_run) = played;
     let wall = started.elapsed();
     let s = c.stats();
     let m = ctl.stats();
@@ -654,14 +799,24 @@ fn chaos_accounting() {
         errors: &errors,
         unique_ids: stored_ids.len(),
         pending_faults,
+        spool: spool_run.as_ref(),
     });
 
     // Every event accounted for, nothing pending.
-    assert_eq!(
-        s.enqueued,
-        s.sent + s.rejected + s.failed + s.queue_len,
-        "enqueued = sent + rejected + failed + queue_len: {s:?}"
-    );
+    if spool {
+        assert_eq!(
+            s.enqueued + s.replayed,
+            s.sent + s.rejected + s.failed + s.spooled + s.queue_len + s.spool_pending,
+            "enqueued + replayed = sent + rejected + failed + spooled + queue_len + \
+             spool_pending: {s:?}"
+        );
+    } else {
+        assert_eq!(
+            s.enqueued,
+            s.sent + s.rejected + s.failed + s.queue_len,
+            "enqueued = sent + rejected + failed + queue_len: {s:?}"
+        );
+    }
     assert_eq!(
         (s.queue_len, s.in_flight, s.queue_bytes),
         (0, 0, 0),
@@ -731,6 +886,85 @@ fn chaos_accounting() {
         m.duplicates,
         errors.no_answer_events
     );
+    // The spool's promise. After the drain, every record written was read back (nothing can
+    // expire in minutes, and nothing crashed mid-write, so nothing is corrupt), so `spooled`
+    // and `replayed` cancel out of the invariant above: every event OK'd at the call ended
+    // sent, rejected or failed, and `failed` may only come from the spool's own drops or the
+    // close deadline, none of which has a reason to happen here (a 1 GiB spool on a healthy
+    // disk, a close with nothing left to do). So OK'd == sent + rejected, and an OK'd event
+    // the mock does not hold was refused (by `bad`/`imp_bad` or by a fault's 400/401/413/
+    // reject): none was lost. (The resend of an unanswered attempt may come from replay
+    // here, with the same `$insert_id`: the surplus and duplicate bounds above hold as they
+    // are.)
+    let mut missing_good = 0u64;
+    if let Some(run) = &spool_run {
+        assert_eq!(
+            (s.spool_pending, s.spool_records, s.spool_bytes),
+            (0, 0, 0),
+            "the spool is empty after the drain and close: {s:?}"
+        );
+        assert!(
+            run.left_after_close.is_empty(),
+            "a writer that closes with nothing on disk removes its segments and its lock file; \
+             left: {:?}",
+            run.left_after_close
+        );
+        assert_eq!(
+            s.failed,
+            s.dropped_spool_full + s.dropped_spool_error + s.dropped_shutdown,
+            "with a spool, failed deliveries are spooled, not failed: {s:?}"
+        );
+        assert_eq!(
+            (s.dropped_spool_full, s.dropped_spool_error, s.failed),
+            (0, 0, 0),
+            "nothing accepted was given up (1 GiB spool, healthy disk): {s:?}"
+        );
+        assert!(s.replayed <= s.spooled, "{s:?}");
+        assert_eq!(
+            (s.spool_expired, s.spool_corrupt),
+            (0, 0),
+            "no record expired or was damaged: {s:?}"
+        );
+        assert_eq!(
+            s.replayed,
+            s.spooled - s.spool_expired - s.spool_corrupt,
+            "everything spooled was replayed once drained: {s:?}"
+        );
+        assert!(
+            s.spooled > 0,
+            "the chaos put nothing on disk: the spool was not exercised: {s:?}"
+        );
+        assert_eq!(
+            calls.ok,
+            s.sent + s.rejected + s.failed,
+            "every OK'd event ended sent, rejected or failed: {s:?}"
+        );
+        let bad: HashSet<u64> = calls.bad_ns.iter().copied().collect();
+        let missing: Vec<u64> = calls
+            .ok_ns
+            .iter()
+            .copied()
+            .filter(|n| !stored_ns.contains(n))
+            .collect();
+        missing_good = missing.iter().filter(|n| !bad.contains(n)).count() as u64;
+        println!(
+            "  OK'd events not at the mock: {} ({} meant to be refused, {missing_good} refused \
+             by faults); rejected {}",
+            missing.len(),
+            missing.len() as u64 - missing_good,
+            s.rejected
+        );
+        assert!(
+            missing.len() as u64 <= s.rejected + s.failed,
+            "{} OK'd events are not at the mock but only {} were rejected and {} failed: \
+             {} lost (the first: {:?}): {s:?} {m:?}",
+            missing.len(),
+            s.rejected,
+            s.failed,
+            missing.len() as u64 - s.rejected - s.failed,
+            &missing[..missing.len().min(20)]
+        );
+    }
     // Last, so that every other check has run: QUEUE_FULL counted per event. A `send` array
     // refused while the queue is completely full is counted once by `Queue::precheck`
     // (client.rs `send`), but k times when `Queue::push` refuses it: see
@@ -745,16 +979,34 @@ fn chaos_accounting() {
         calls.queue_full_arrays,
         calls.queue_full_in_arrays - calls.queue_full_arrays,
     );
-    if let Ok(path) = std::env::var("BULKHEAD_CHAOS_ROW") {
+    let outages = ["long outage", "down (refuse)", "down (hang)"]
+        .iter()
+        .map(|a| played.actions.get(a).copied().unwrap_or(0))
+        .sum::<u64>();
+    let kills = played.actions.get("kill and restart").copied().unwrap_or(0);
+    if let (Some(run), Ok(path)) = (&spool_run, std::env::var("BULKHEAD_CHAOS_SPOOL_ROW")) {
+        let row = format!(
+            "| chaos with the disk spool: the same {} fault kinds ({} faults served), {outages} outages and {kills} kills and restarts of the mock, while overflow, failed deliveries and replay use the spool | {events} events, seed {seed}, {:.0} s | `make chaos` | PASS: nothing accepted lost: every OK'd event sent or rejected ({} sent, {} rejected, 0 failed); {} spooled and {} replayed, drained to 0 records and 0 segments {:.0} s after the final flush; {} refused at the call with the hand-off full; mock holds every OK'd event not refused ({missing_good} refused by faults), + {surplus} stored-but-unanswered, {} duplicates |\n",
+            FAULT_KINDS,
+            m.faults_served,
+            wall.as_secs_f64(),
+            s.sent,
+            s.rejected,
+            s.spooled,
+            s.replayed,
+            run.drain.as_secs_f64(),
+            s.dropped_queue_full,
+            m.duplicates,
+        );
+        std::fs::write(&path, row).unwrap_or_else(|e| panic!("{path}: {e}"));
+    }
+    if let (false, Ok(path)) = (spool, std::env::var("BULKHEAD_CHAOS_ROW")) {
         let row = format!(
             "| chaos: {} fault kinds ({} faults served) from 4 threads tracking, sending and importing; {} outages, {} kills and restarts of the mock | {events} events, seed {seed}, {:.0} s | `make chaos` | PASS: every event accounted ({} sent, {} rejected, {} failed, {} dropped by the guard, {} too large, {} invalid, 0 pending); mock unique = sent + {surplus} stored-but-unanswered, {} duplicates; close in deadline |\n",
             FAULT_KINDS,
             m.faults_served,
-            ["long outage", "down (refuse)", "down (hang)"]
-                .iter()
-                .map(|a| played.actions.get(a).copied().unwrap_or(0))
-                .sum::<u64>(),
-            played.actions.get("kill and restart").copied().unwrap_or(0),
+            outages,
+            kills,
             wall.as_secs_f64(),
             s.sent,
             s.rejected,

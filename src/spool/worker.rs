@@ -50,6 +50,9 @@ struct Reading {
     owner: Owner,
     data: Vec<u8>,
     pos: usize,
+    /// Expired and corrupt records before this were counted already (a chunk handed back
+    /// unfinished is read again, and must not count them twice).
+    counted_to: usize,
 }
 
 /// The chunk handed to the replay task and not yet acknowledged.
@@ -589,6 +592,7 @@ impl Worker {
                 owner,
                 data,
                 pos: start,
+                counted_to: start,
             });
             return true;
         }
@@ -610,10 +614,13 @@ impl Worker {
             let mut reader = format::Reader::new(&reading.data, start);
             let mut messages = Vec::new();
             let (mut size, mut expired, mut corrupt) = (0usize, 0u64, 0u64);
+            let counted_to = reading.counted_to;
             while messages.len() < events.max(1) && size < bytes.max(1) {
+                let at = reader.position();
+                let fresh = u64::from(at >= counted_to);
                 match reader.next() {
                     None => break,
-                    Some(Item::Record(r)) if r.created_ms < horizon => expired += 1,
+                    Some(Item::Record(r)) if r.created_ms < horizon => expired += fresh,
                     Some(Item::Record(r)) => {
                         size += r.payload.len();
                         messages.push(Message {
@@ -622,10 +629,11 @@ impl Worker {
                             json: r.payload.to_vec(),
                         });
                     }
-                    Some(Item::Corrupt | Item::Torn) => corrupt += 1,
+                    Some(Item::Corrupt | Item::Torn) => corrupt += fresh,
                 }
             }
             let end = reader.position();
+            reading.counted_to = reading.counted_to.max(end);
             let at_end = end >= reading.data.len();
             let path = reading.path.clone();
             reading.pos = end;
