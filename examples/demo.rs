@@ -7,16 +7,24 @@
 //! the p99 latency of the `bulkhead_track` calls themselves, the queue length, what was
 //! sent, what the queue-size guard dropped, and the circuit state.
 //!
+//! The story runs twice, each time with a fresh mock and client on the library's defaults:
+//! first without a spool, then with `spool_dir` set to a fresh temporary directory (removed
+//! at the end), where the spool run also prints what was spooled, the spool's size and what
+//! was replayed. After the app's last second each run waits (at most 20 s, saying so if
+//! that was not enough) for what is pending to be delivered, then closes the client.
+//!
 //! What to look for: the host-call latency does not move when the service dies; the queue
-//! fills to its cap and the guard drops the excess instead of growing; the circuit opens,
-//! probes, and closes when the service returns; the backlog drains. At the end the client
-//! is closed with a deadline and every tracked event is accounted for — the process exits
-//! non-zero if one is not.
+//! fills to its cap and, without a spool, the guard drops the excess instead of growing;
+//! with the spool the excess goes to disk instead (nothing dropped) and is replayed once the
+//! service is back; the circuit opens, probes, and closes when the service returns; the
+//! backlog drains. Each run ends with its accounting and the demo with a comparison of both;
+//! the process exits non-zero if a single event is unaccounted for in either run.
 //!
 //! Options: `--hang` (the outage holds connections open instead of refusing them),
 //! `--rate N` (events per second per thread, default 20000), `--seconds N` (default 15).
 
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -129,10 +137,14 @@ fn print_settings() {
 /// Says what changed since the last report, once per turn of the story.
 #[derive(Default)]
 struct Story {
+    spool: bool,
     circuit: u32,
     dropping: bool,
+    spooling: bool,
+    replaying: bool,
     outage_seen: bool,
     drained: bool,
+    spool_drained: bool,
 }
 
 impl Story {
@@ -157,11 +169,34 @@ impl Story {
                  them; bulkhead_track still returns at once"
             );
         }
+        if !self.spooling && s.spooled + s.spool_pending > 0 {
+            self.spooling = true;
+            println!(
+                "      >> the queue reached its cap: new events go to the disk spool instead of \
+                 being dropped (a writer thread writes them; bulkhead_track still returns at once)"
+            );
+        }
         self.outage_seen |= down;
+        if self.outage_seen && !down && !self.replaying && s.replayed > 0 {
+            self.replaying = true;
+            println!(
+                "      >> replaying the spool: events come back from disk into the queue, at \
+                 most half of it at a time, with their original $insert_id and time"
+            );
+        }
         if self.outage_seen && !down && !self.drained && s.circuit_state == 0 && s.queue_len < 5000
         {
             self.drained = true;
             println!("      >> backlog delivered: the queue is back to its normal level");
+        }
+        if self.spool
+            && self.replaying
+            && !self.spool_drained
+            && s.spool_records == 0
+            && s.spool_pending == 0
+        {
+            self.spool_drained = true;
+            println!("      >> spool drained: every spooled event was replayed and delivered");
         }
     }
 }
@@ -236,8 +271,35 @@ fn fmt_ns(ns: u64) -> String {
     }
 }
 
-fn main() {
-    let opts = options();
+fn mib(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// After the app threads stop, each run waits at most this long for the backlog (and the
+/// spool) to drain before closing.
+const DRAIN_MAX_SECONDS: u64 = 20;
+
+/// What one run of the story ended with.
+#[derive(Default)]
+struct Outcome {
+    tracked: u64,
+    dropped: u64,
+    delivered: u64,
+    duplicates: u64,
+    sent: u64,
+    failed: u64,
+    spooled: u64,
+    replayed: u64,
+    on_disk: u64,
+    unaccounted: i64,
+    /// Seconds after the app stopped until everything was delivered; None if not in time.
+    drained_after: Option<u64>,
+    problems: Vec<String>,
+}
+
+/// One run of the outage story: a fresh mock and a fresh client on the library's defaults,
+/// plus `spool_dir` when given.
+fn run_story(opts: &Options, spool_dir: Option<&Path>) -> Outcome {
     let down_from = opts.seconds / 3;
     let down_until = opts.seconds * 2 / 3;
     let mock = MockServer::start();
@@ -247,9 +309,17 @@ fn main() {
     } else {
         DownMode::Refuse
     };
+    let spool = spool_dir.is_some();
 
-    // The library's defaults: nothing is tuned for the demo.
-    let config = format!(r#"{{"token":"demo-token","api_host":"{}"}}"#, mock.url());
+    // The library's defaults: nothing is tuned for the demo (but the spool's directory).
+    let config = match spool_dir {
+        None => format!(r#"{{"token":"demo-token","api_host":"{}"}}"#, mock.url()),
+        Some(dir) => format!(
+            r#"{{"token":"demo-token","api_host":"{}","spool_dir":{:?}}}"#,
+            mock.url(),
+            dir.to_str().expect("a UTF-8 temporary directory")
+        ),
+    };
     let mut raw: *mut bulkhead_client = std::ptr::null_mut();
     // SAFETY: `config` is readable for its length and `raw` is writable.
     let st = unsafe { bulkhead_client_new(config.as_ptr().cast(), config.len(), &mut raw) };
@@ -262,20 +332,40 @@ fn main() {
         "refuses connections"
     };
     println!(
-        "bulkhead demo: {THREADS} app threads each track {} events/s for {} s through the C API \
-         into an embedded mock Mixpanel, which {how} from second {down_from} to second \
-         {down_until}.",
+        "{THREADS} app threads each track {} events/s for {} s through the C API into an \
+         embedded mock Mixpanel, which {how} from second {down_from} to second {down_until}.",
         opts.rate, opts.seconds
     );
     print_settings();
+    match spool_dir {
+        None => println!("No spool_dir: what the guard refuses is dropped (and counted)."),
+        Some(dir) => {
+            let d = bulkhead::Config::new("demo-token");
+            println!(
+                "Plus spool_dir {} (a fresh temporary directory, removed at the end), the \
+                 spool's other settings at their defaults: spool_max_bytes {} MiB, \
+                 spool_max_age {} days, spool_sync_interval {:?}.",
+                dir.display(),
+                d.spool_max_bytes >> 20,
+                d.spool_max_age.as_secs() / 86_400,
+                d.spool_sync_interval,
+            );
+        }
+    }
     println!(
         "Columns: `tracked` events the app tracked that second; `p99 call` and `max call` the \
          99th percentile and the slowest bulkhead_track call on the app threads that second \
          (the time the host paid, not delivery time; `max call` includes the OS preempting a \
          thread mid-call); `queue` events pending (the guard caps it); `sent` accepted by \
-         the mock so far; `dropped` refused by the full guard so far; `failed` given up on.\n"
+         the mock so far; `dropped` refused by the full guard so far; `failed` given up on.{}\n",
+        if spool {
+            " `spooled` written to the spool so far; `spool MiB` the spool directory's size; \
+             `replayed` read back from it so far."
+        } else {
+            ""
+        }
     );
-    println!(
+    let mut header = format!(
         "{:>4}  {:<5} {:>9} {:>10} {:>10} {:>7} {:>9} {:>9} {:>7} {:>9}",
         "t(s)",
         "mock",
@@ -288,6 +378,14 @@ fn main() {
         "failed",
         "circuit"
     );
+    if spool {
+        let _ = write!(
+            header,
+            " {:>8} {:>9} {:>8}",
+            "spooled", "spool MiB", "replayed"
+        );
+    }
+    println!("{header}");
 
     let meters: Arc<Vec<Meter>> = Arc::new((0..THREADS).map(|_| Meter::default()).collect());
     let stop = Arc::new(AtomicBool::new(false));
@@ -304,10 +402,23 @@ fn main() {
         .collect();
 
     let mut last_calls = 0u64;
-    let mut story = Story::default();
-    for second in 1..=opts.seconds {
+    let mut story = Story {
+        spool,
+        ..Story::default()
+    };
+    let mut threads = Some(threads);
+    let mut drained_after = None;
+    // Once a second: the app's seconds, then (threads stopped) the drain, bounded.
+    for second in 1..=opts.seconds + DRAIN_MAX_SECONDS {
         let tick = start + Duration::from_secs(second);
         std::thread::sleep(tick.saturating_duration_since(Instant::now()));
+        if second == opts.seconds {
+            // The app's last second: stop its threads, so this row holds all their calls.
+            stop.store(true, Ordering::Relaxed);
+            for t in threads.take().into_iter().flatten() {
+                t.join().expect("app thread panicked");
+            }
+        }
         let mut samples = Vec::new();
         for m in meters.iter() {
             if let Ok(mut s) = m.samples.lock() {
@@ -318,19 +429,33 @@ fn main() {
         let calls: u64 = meters.iter().map(|m| m.calls.load(Ordering::Relaxed)).sum();
         let s = stats(client);
         let down = mock.down_mode() != DownMode::Up;
-        println!(
+        let mut line = format!(
             "{:>4}  {:<5} {:>9} {:>10} {:>10} {:>7} {:>9} {:>9} {:>7} {:>9}",
             second,
             if down { "DOWN" } else { "up" },
             calls - last_calls,
-            fmt_ns(percentile(&samples, 0.99)),
-            fmt_ns(samples.last().copied().unwrap_or(0)),
+            if samples.is_empty() {
+                "-".to_string()
+            } else {
+                fmt_ns(percentile(&samples, 0.99))
+            },
+            samples.last().map_or("-".to_string(), |&ns| fmt_ns(ns)),
             s.queue_len,
             s.sent,
             s.dropped_queue_full,
             s.failed,
             circuit(s.circuit_state)
         );
+        if spool {
+            let _ = write!(
+                line,
+                " {:>8} {:>9} {:>8}",
+                s.spooled,
+                mib(s.spool_bytes),
+                s.replayed
+            );
+        }
+        println!("{line}");
         last_calls = calls;
         story.narrate(&s, down);
         if second == down_from {
@@ -340,13 +465,42 @@ fn main() {
             mock.set_down(DownMode::Up);
             println!("      >> the service is back");
         }
+        if second == opts.seconds {
+            println!(
+                "      >> the app stops tracking; waiting (at most {DRAIN_MAX_SECONDS} s) until \
+                 everything pending{} is delivered",
+                if spool {
+                    ", in the queue and on disk,"
+                } else {
+                    ""
+                }
+            );
+        }
+        if second >= opts.seconds {
+            // Read after the threads stopped, so nothing new can arrive.
+            let s = stats(client);
+            let delivered = mock.stats().events;
+            if s.queue_len == 0
+                && s.spool_pending == 0
+                && s.spool_records == 0
+                && delivered == s.sent
+            {
+                drained_after = Some(second - opts.seconds);
+                break;
+            }
+        }
     }
-    stop.store(true, Ordering::Relaxed);
-    for t in threads {
-        t.join().expect("app thread panicked");
+    match drained_after {
+        Some(0) => println!("      >> nothing left to deliver when the app stopped"),
+        Some(n) => println!("      >> everything delivered {n} s after the app stopped"),
+        None => println!(
+            "      >> NOT DRAINED: events were still pending {DRAIN_MAX_SECONDS} s after the \
+             app stopped; the close below spools or gives them up, counted"
+        ),
     }
 
-    // Close with a deadline: whatever is still pending then is counted as failed.
+    // Close with a deadline: whatever is still pending then is counted as failed (or, with
+    // a spool, left on disk).
     let close_deadline_ms = 5000;
     let closing = Instant::now();
     // SAFETY: the handle is live.
@@ -355,7 +509,6 @@ fn main() {
     let s = stats(client);
     // SAFETY: the handle came from bulkhead_client_new and is freed once, here.
     unsafe { bulkhead_client_free(client.0) };
-    let _ = bulkhead_shutdown(1000);
 
     let sum = |f: fn(&Meter) -> &AtomicU64| -> u64 {
         meters.iter().map(|m| f(m).load(Ordering::Relaxed)).sum()
@@ -365,13 +518,17 @@ fn main() {
     let queue_full = sum(|m| &m.queue_full);
     let other = sum(|m| &m.other);
     let server = mock.stats();
+    // Spooled and not replayed (nor expired or corrupt): still on disk.
+    let on_disk = s
+        .spooled
+        .saturating_sub(s.replayed + s.spool_expired + s.spool_corrupt);
 
     println!(
         "\nclosed with a {close_deadline_ms} ms deadline in {:.0} ms: {}",
         close_took.as_secs_f64() * 1e3,
         status_name(st)
     );
-    println!(
+    let mut accounting = format!(
         "tracked {tracked} = sent {} + rejected {} + failed {} (shutdown {}) + dropped_queue_full {} \
          + dropped_too_large {} + dropped_invalid {} + pending {}",
         s.sent,
@@ -381,12 +538,42 @@ fn main() {
         s.dropped_queue_full,
         s.dropped_too_large,
         s.dropped_invalid,
-        s.queue_len
+        s.queue_len + s.spool_pending
     );
+    if spool {
+        let _ = write!(
+            accounting,
+            " + on disk {on_disk} (spooled {} - replayed {}{})",
+            s.spooled,
+            s.replayed,
+            if s.spool_expired + s.spool_corrupt > 0 {
+                format!(
+                    " - expired {} - corrupt {}",
+                    s.spool_expired, s.spool_corrupt
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+    println!("{accounting}");
     println!(
         "mock: {} unique events received ({} duplicates), client sent {}; {} requests, {} retries",
         server.events, server.duplicates, s.sent, s.requests, s.retries
     );
+    if spool {
+        println!(
+            "spool: {} events written to disk, {} replayed from it, {} left on disk; \
+             dropped_spool_full {}, dropped_spool_error {}, expired {}, corrupt {}",
+            s.spooled,
+            s.replayed,
+            on_disk,
+            s.dropped_spool_full,
+            s.dropped_spool_error,
+            s.spool_expired,
+            s.spool_corrupt
+        );
+    }
 
     let mut problems = Vec::new();
     let accounted = s.sent
@@ -395,11 +582,31 @@ fn main() {
         + s.dropped_queue_full
         + s.dropped_too_large
         + s.dropped_invalid
-        + s.queue_len;
-    if tracked != accounted {
+        + s.queue_len
+        + s.spool_pending
+        + on_disk
+        + s.spool_expired
+        + s.spool_corrupt;
+    let unaccounted = tracked as i64 - accounted as i64;
+    if unaccounted != 0 {
         problems.push(format!(
-            "{tracked} tracked but {accounted} accounted for ({} unaccounted)",
-            tracked as i64 - accounted as i64
+            "{tracked} tracked but {accounted} accounted for ({unaccounted} unaccounted)"
+        ));
+    }
+    if s.enqueued + s.replayed
+        != s.sent + s.rejected + s.failed + s.spooled + s.queue_len + s.spool_pending
+    {
+        problems.push(format!(
+            "enqueued {} + replayed {} != sent {} + rejected {} + failed {} + spooled {} + \
+             queue_len {} + spool_pending {}",
+            s.enqueued,
+            s.replayed,
+            s.sent,
+            s.rejected,
+            s.failed,
+            s.spooled,
+            s.queue_len,
+            s.spool_pending
         ));
     }
     if ok != s.enqueued || queue_full != s.dropped_queue_full || other != 0 {
@@ -416,11 +623,124 @@ fn main() {
         ));
     }
     if problems.is_empty() {
-        println!("every event accounted for");
+        if on_disk > 0 {
+            println!("every event accounted for ({on_disk} of them on disk, not delivered)");
+        } else {
+            println!("every event accounted for");
+        }
     } else {
         for p in &problems {
             eprintln!("ACCOUNTING ERROR: {p}");
         }
+    }
+    Outcome {
+        tracked,
+        dropped: s.dropped_queue_full,
+        delivered: server.events,
+        duplicates: server.duplicates,
+        sent: s.sent,
+        failed: s.failed,
+        spooled: s.spooled,
+        replayed: s.replayed,
+        on_disk,
+        unaccounted,
+        drained_after,
+        problems,
+    }
+}
+
+/// A fresh temporary directory for the spool run.
+fn temp_spool_dir() -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let dir = std::env::temp_dir().join(format!(
+        "bulkhead-demo-spool-{}-{nanos:09}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).expect("create a temporary spool directory");
+    dir
+}
+
+fn main() {
+    let opts = options();
+    println!(
+        "bulkhead demo: the outage story twice, first on the library's defaults (what the \
+         full queue refuses is dropped), then with spool_dir set (it goes to disk and comes \
+         back).\n"
+    );
+    println!("=== Run 1 of 2: without a spool ===");
+    let without = run_story(&opts, None);
+
+    let dir = temp_spool_dir();
+    println!("\n=== Run 2 of 2: with spool_dir ===");
+    let with = run_story(&opts, Some(&dir));
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .map(|entries| entries.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    if left.is_empty() {
+        println!("spool_dir was left empty by the client; removed");
+    } else {
+        println!(
+            "spool_dir still held {} files ({:?}); removed with them",
+            left.len(),
+            left
+        );
+    }
+    if let Err(e) = std::fs::remove_dir_all(&dir) {
+        eprintln!("could not remove {}: {e}", dir.display());
+    }
+    let _ = bulkhead_shutdown(1000);
+
+    println!("\n=== Without vs with the spool ===");
+    println!(
+        "{:<34} {:>16} {:>16}",
+        "", "without spool", "with spool_dir"
+    );
+    let row = |label: &str, value: &dyn Fn(&Outcome) -> String| {
+        println!("{label:<34} {:>16} {:>16}", value(&without), value(&with));
+    };
+    row("tracked", &|o| o.tracked.to_string());
+    row("dropped (full queue)", &|o| o.dropped.to_string());
+    row("delivered (unique at the mock)", &|o| {
+        o.delivered.to_string()
+    });
+    row("duplicates at the mock", &|o| o.duplicates.to_string());
+    row("failed", &|o| o.failed.to_string());
+    row("spooled (written to disk)", &|o| o.spooled.to_string());
+    row("replayed (read back, delivered)", &|o| {
+        o.replayed.to_string()
+    });
+    row("left on disk", &|o| o.on_disk.to_string());
+    row("unaccounted", &|o| o.unaccounted.to_string());
+    row("client sent = mock holds", &|o| {
+        (if o.sent == o.delivered { "yes" } else { "NO" }).to_string()
+    });
+    row("delivered / tracked", &|o| {
+        format!(
+            "{:.1} %",
+            100.0 * o.delivered as f64 / o.tracked.max(1) as f64
+        )
+    });
+    row(
+        "drained after the app stopped",
+        &|o| match o.drained_after {
+            Some(n) => format!("{n} s"),
+            None => format!("not in {DRAIN_MAX_SECONDS} s"),
+        },
+    );
+    if with.dropped == 0 && with.delivered == with.tracked {
+        println!(
+            "with the spool: nothing dropped, every tracked event delivered ({} through the disk)",
+            with.replayed
+        );
+    } else {
+        println!(
+            "with the spool: {} dropped, {} failed, {} left on disk, {} of {} tracked delivered",
+            with.dropped, with.failed, with.on_disk, with.delivered, with.tracked
+        );
+    }
+    if !without.problems.is_empty() || !with.problems.is_empty() {
         std::process::exit(1);
     }
 }

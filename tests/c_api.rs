@@ -15,9 +15,11 @@
 //! file stem, comma-separated) to leave out, each printed as skipped.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{BufRead, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use bulkhead_mock::{DownMode, Fault, MockServer};
@@ -180,6 +182,16 @@ fn skipped(stem: &str) -> bool {
 /// Runs `program` with `args`, without any `BULKHEAD_*` environment that could change
 /// its configuration; panics unless it exits 0. Returns its stdout.
 fn run(program: &Program, args: &[&str]) -> String {
+    run_driven(program, args, None)
+}
+
+/// Answers a program that asks its driver for something: called with each line the
+/// program writes to stdout; a returned line is written to its stdin.
+type Driver<'a> = &'a mut dyn FnMut(&str) -> Option<String>;
+
+/// As [`run`]; with a `driver`, the program's stdin is a pipe the driver answers on (else
+/// it is /dev/null).
+fn run_driven(program: &Program, args: &[&str], mut driver: Option<Driver<'_>>) -> String {
     let name = program
         .exe
         .file_name()
@@ -199,7 +211,11 @@ fn run(program: &Program, args: &[&str]) -> String {
         None => Command::new(&program.exe),
     };
     cmd.args(args)
-        .stdin(Stdio::null())
+        .stdin(if driver.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (key, _) in std::env::vars_os() {
@@ -231,10 +247,39 @@ fn run(program: &Program, args: &[&str]) -> String {
             String::from_utf8_lossy(&text).to_string()
         })
     };
-    let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    // Stdout line by line, handed to the driver as it comes.
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let out = child.stdout.take().map(|pipe| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let mut reader = std::io::BufReader::new(pipe);
+            let mut line = Vec::new();
+            while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                let decoded = String::from_utf8_lossy(&line).to_string();
+                text.push_str(&decoded);
+                let _ = lines_tx.send(decoded.trim_end_matches('\n').to_string());
+                line.clear();
+            }
+            text
+        })
+    });
     let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let mut stdin = child.stdin.take();
     let started = Instant::now();
     let status = loop {
+        match lines.recv_timeout(Duration::from_millis(20)) {
+            Ok(line) => {
+                if let (Some(driver), Some(pipe)) = (driver.as_mut(), stdin.as_mut()) {
+                    if let Some(answer) = driver(&line) {
+                        // A program that died meanwhile fails below, with its output.
+                        let _ = writeln!(pipe, "{answer}").and_then(|()| pipe.flush());
+                    }
+                }
+            }
+            // Its stdout is closed: nothing more to answer.
+            Err(RecvTimeoutError::Disconnected) => std::thread::sleep(Duration::from_millis(20)),
+            Err(RecvTimeoutError::Timeout) => {}
+        }
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
@@ -243,10 +288,10 @@ fn run(program: &Program, args: &[&str]) -> String {
             let _ = child.wait();
             panic!("{} is stuck: killed after {WATCHDOG:?}", program.label);
         }
-        std::thread::sleep(Duration::from_millis(20));
     };
+    drop(stdin);
     kill_group();
-    let stdout = out.join().unwrap();
+    let stdout = out.map(|t| t.join().unwrap()).unwrap_or_default();
     let stderr = err.join().unwrap();
     println!("--- {} ---\n{stdout}{stderr}", program.label);
     assert!(
@@ -740,4 +785,81 @@ fn log_callback_flush_outcomes_metrics_and_test_mode() {
             assert!(!stdout.contains("\"kept\"") || stdout.contains("test events:"));
         },
     );
+}
+
+/// The disk spool from C (`spool_dir`): with the service refusing, a parent tracks 100
+/// times what its queue holds and a forked child of it tracks more into the same directory
+/// and closes; nothing is refused or dropped, everything reaches the disk, and once the
+/// driver brings the service back (when the program prints `recover`) the parent delivers
+/// its own events and the dead child's: the mock holds each exactly once.
+#[test]
+fn spool_outage_from_c_with_a_forked_child_delivers_every_event_once() {
+    for program in compile("bindings/c/tests/spool.c") {
+        let mock = MockServer::start();
+        mock.set_down(DownMode::Refuse);
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "c_api/spool-{}-{}",
+            program.exe.file_name().unwrap().to_string_lossy(),
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut recovered = false;
+        let stdout = run_driven(
+            &program,
+            &[&mock.url(), dir.to_str().unwrap()],
+            Some(&mut |line: &str| {
+                (line == "recover").then(|| {
+                    // Nothing reached the service during the outage.
+                    assert_eq!(mock.stats().events, 0, "{}", program.label);
+                    mock.set_down(DownMode::Up);
+                    recovered = true;
+                    "up".to_string()
+                })
+            }),
+        );
+        assert!(recovered, "{}: the program never asked", program.label);
+        let (n, child) = (
+            reported(&stdout, "final ", "n"),
+            reported(&stdout, "final ", "child"),
+        );
+        let m = mock.stats();
+        assert_eq!(m.duplicates, 0, "{}: {m:?}", program.label);
+        assert_eq!(m.events, n + child, "{}: {m:?}", program.label);
+        let events = mock.events();
+        let ids: HashSet<&str> = events.iter().map(|e| insert_id(&e["properties"])).collect();
+        assert_eq!(
+            ids.len(),
+            events.len(),
+            "{}: an $insert_id twice",
+            program.label
+        );
+        let named = by_name(&events);
+        for (name, want) in [("parent", n), ("child", child)] {
+            let got = named.get(name).map_or(&[][..], Vec::as_slice);
+            let distinct: HashSet<&str> = got
+                .iter()
+                .map(|e| e["properties"]["distinct_id"].as_str().unwrap())
+                .collect();
+            assert_eq!(
+                (got.len() as u64, distinct.len() as u64),
+                (want, want),
+                "{}: events named {name}",
+                program.label
+            );
+            let pids: HashSet<_> = got.iter().map(|e| e["properties"]["pid"].clone()).collect();
+            assert_eq!(pids.len(), 1, "{}: {name} from {pids:?}", program.label);
+        }
+        // Replayed segments and the lock files of finished writers are removed.
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(
+            left.is_empty(),
+            "{}: left in spool_dir: {left:?}",
+            program.label
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

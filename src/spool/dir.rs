@@ -68,16 +68,69 @@ pub fn close_inherited_locks() {
     }
 }
 
-/// Takes the lock at `path` without waiting (creating the file if needed). `Ok(None)` when
-/// another open file holds it.
+/// Takes the lock at `path` without waiting; `Ok(None)` when another open file holds it.
+///
+/// A missing lock file is made already locked: under a temporary name, then linked into
+/// place (which fails if one appeared meanwhile). So no process ever finds a writer's lock
+/// file unlocked while that writer lives — were it created first and locked after, another
+/// writer's scan could take it in between and adopt a live writer's segments.
 pub fn try_lock(path: &Path) -> io::Result<Option<WriterLock>> {
+    match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(file) => lock_file(file),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => create_locked(path),
+        Err(e) => Err(e),
+    }
+}
+
+/// The suffix of a lock file being made (see [`try_lock`]).
+pub const NEW_LOCK: &str = ".lock.new-";
+
+fn create_locked(path: &Path) -> io::Result<Option<WriterLock>> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(
+        ".new-{}-{:08x}",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
+    let temp = PathBuf::from(name);
     let file = OpenOptions::new()
         .read(true)
         .write(true)
-        .create(true)
-        .truncate(false)
+        .create_new(true)
         .mode(0o600)
-        .open(path)?;
+        .open(&temp)?;
+    let lock = lock_file(file);
+    let linked = match &lock {
+        Ok(_) => fs::hard_link(&temp, path),
+        Err(_) => Ok(()),
+    };
+    let _ = fs::remove_file(&temp);
+    match linked {
+        Ok(()) => lock,
+        // Someone made it first: theirs is the lock file.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            drop(lock);
+            match OpenOptions::new().read(true).write(true).open(path) {
+                Ok(file) => lock_file(file),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests widen, on one thread, the window between opening a lock file and locking it.
+    static PAUSE_BEFORE_LOCK_US: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+fn lock_file(file: File) -> io::Result<Option<WriterLock>> {
+    #[cfg(test)]
+    std::thread::sleep(std::time::Duration::from_micros(
+        PAUSE_BEFORE_LOCK_US.with(|p| p.get()),
+    ));
     // SAFETY: flock on a descriptor this function owns.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {
@@ -137,6 +190,9 @@ pub struct SegmentFile {
 pub struct Scan {
     pub segments: Vec<SegmentFile>,
     pub locks: Vec<String>,
+    /// Lock files a process began to make and never linked into place (it died in
+    /// between), a minute old or more: safe to remove.
+    pub stale: Vec<PathBuf>,
 }
 
 impl Scan {
@@ -174,7 +230,17 @@ pub fn scan(dir: &Path) -> io::Result<Scan> {
         let Ok(entry) = entry else { continue };
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if let Some(writer) = name.strip_suffix(".lock") {
+        if name.contains(NEW_LOCK) {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age.as_secs() >= 60);
+            if old {
+                out.stale.push(entry.path());
+            }
+        } else if let Some(writer) = name.strip_suffix(".lock") {
             out.locks.push(writer.to_owned());
         } else if let Some((writer, seq)) = parse_segment_name(name) {
             let Ok(meta) = entry.metadata() else { continue };
@@ -222,6 +288,42 @@ mod tests {
         assert!(held.still_named(&path));
         drop(held);
         assert!(try_lock(&path).unwrap().is_some(), "released on drop");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// While one thread makes new writers' locks, another takes every lock file it can, as
+    /// a scan does: it must never get one whose writer is alive, so every writer gets its
+    /// own lock.
+    #[test]
+    fn a_new_writer_lock_is_never_seen_unlocked() {
+        let dir = std::env::temp_dir().join(format!("bulkhead-race-{}", new_writer_id()));
+        fs::create_dir_all(&dir).unwrap();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while !done.load(Ordering::Relaxed) {
+                    let Ok(found) = scan(&dir) else { continue };
+                    for writer in found.locks {
+                        // Held only for a moment, like an adoption that finds nothing.
+                        drop(try_lock(&lock_path(&dir, &writer)));
+                    }
+                }
+            });
+            // Here, a pause between opening and locking.
+            PAUSE_BEFORE_LOCK_US.with(|p| p.set(300));
+            let mut lost = None;
+            let mut held = Vec::new();
+            for i in 0..300 {
+                let lock = try_lock(&lock_path(&dir, &format!("w{i}"))).unwrap();
+                if lock.is_none() {
+                    lost = Some(i);
+                    break;
+                }
+                held.push(lock);
+            }
+            done.store(true, Ordering::Relaxed);
+            assert_eq!(lost, None, "a writer lost its new lock to a scan");
+        });
         fs::remove_dir_all(&dir).unwrap();
     }
 }

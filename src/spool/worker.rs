@@ -417,6 +417,9 @@ impl Worker {
             return;
         };
         self.dir_bytes = found.bytes();
+        for path in &found.stale {
+            let _ = fs::remove_file(path);
+        }
         self.expire_old_segments();
         for writer in found.writers() {
             if writer == self.id
