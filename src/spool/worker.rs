@@ -128,8 +128,6 @@ impl Worker {
 
     pub(super) fn run(mut self) {
         loop {
-            // Written before acknowledgements are handled: events a failed replay spilled
-            // back reach the disk before the chunk they came from leaves it.
             let wrote = self.write_handoff(None);
             let commands: Vec<Command> = self.shared.commands.lock().drain(..).collect();
             for command in commands {
@@ -145,7 +143,16 @@ impl Worker {
                             self.ack(chunk.id, false);
                         }
                     }
-                    Command::Ack { id, done } => self.ack(id, done),
+                    Command::Ack { id, done } => {
+                        // What a failed replay spilled back reaches the disk before the
+                        // segment it came from forgets it (up to the hand-off's cap).
+                        for _ in 0..16 {
+                            if !self.write_handoff(None) {
+                                break;
+                            }
+                        }
+                        self.ack(id, done)
+                    }
                     Command::Stop { deadline } => return self.finish(deadline),
                 }
             }
