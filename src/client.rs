@@ -112,32 +112,39 @@ impl Core {
         }
     }
 
-    /// Stops delivery and hands everything pending to the spool (queued, batching, in a
-    /// request), then waits until the writer took it all or `deadline`.
-    fn spill_pending(&self, deadline: Instant) {
+    /// Stops delivery and hands everything pending to the spool (queued here; batching and
+    /// in a request, by the tasks the cancellation stops). False without a spool.
+    fn start_spill(&self) -> bool {
         if !self.ctx.start_spilling() {
-            return;
+            return false;
         }
         self.ctx.cancel.cancel();
         if let Some(spool) = &self.ctx.spool {
             spool.spill(self.queue.take_messages());
         }
-        while self.ctx.accounting.guard.pending().events > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
+        true
+    }
+
+    /// Whether something is still pending that the spool's writer has not taken yet.
+    fn spilling_until(&self, deadline: Instant) -> bool {
+        self.ctx.accounting.guard.pending().events > 0 && Instant::now() < deadline
+    }
+
+    /// [`Core::start_spill`], then waits until the writer took it all or `deadline`.
+    fn spill_pending(&self, deadline: Instant) {
+        if self.start_spill() {
+            while self.spilling_until(deadline) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }
     }
 
     /// As [`Core::spill_pending`], on the runtime.
     async fn spill_pending_async(&self, deadline: Instant) {
-        if !self.ctx.start_spilling() {
-            return;
-        }
-        self.ctx.cancel.cancel();
-        if let Some(spool) = &self.ctx.spool {
-            spool.spill(self.queue.take_messages());
-        }
-        while self.ctx.accounting.guard.pending().events > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(1)).await;
+        if self.start_spill() {
+            while self.spilling_until(deadline) {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
         }
     }
 
