@@ -163,7 +163,7 @@ test-story: build deps-story
 # copied to fuzz/regressions/<target>/, replayed by tests/fuzz_regressions.rs in make test.
 FUZZ_SECONDS ?= 600
 FUZZ_PARALLEL ?= 1
-FUZZ_TARGETS ?= track send config response
+FUZZ_TARGETS ?= track send config response json
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_PARALLEL=$(FUZZ_PARALLEL) FUZZ_TARGETS="$(FUZZ_TARGETS)" \
 	  CARGO=$(CARGO) fuzz/run.sh; status=$$?; $(PYTHON) scripts/reliability.py; exit $$status

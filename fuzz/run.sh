@@ -6,13 +6,13 @@
 # Each crashing input is copied to regressions/<target>/, which tests/fuzz_regressions.rs
 # replays in `make test`: commit it, and fix the bug.
 #
-#   FUZZ_SECONDS=600 FUZZ_PARALLEL=1 FUZZ_TARGETS="track send config response" fuzz/run.sh
+#   FUZZ_SECONDS=600 FUZZ_PARALLEL=1 FUZZ_TARGETS="track send config response json" fuzz/run.sh
 set -euo pipefail
 cd "$(dirname "$0")"
 
 seconds=${FUZZ_SECONDS:-600}
 parallel=${FUZZ_PARALLEL:-1}
-targets=${FUZZ_TARGETS:-track send config response}
+targets=${FUZZ_TARGETS:-track send config response json}
 cargo=${CARGO:-cargo}
 
 if ! $cargo fuzz --version >/dev/null 2>&1; then

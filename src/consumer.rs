@@ -131,6 +131,9 @@ pub struct Batch {
     pub credentials: Option<Arc<ImportCredentials>>,
     pub messages: Vec<Message>,
     pub bytes: u64,
+    /// The sum of [`transport::encoded_len`] over `messages`, when the dispatcher counted
+    /// it already (so that `encode` need not count again).
+    pub encoded_len: Option<usize>,
 }
 
 /// One pooled consumer. It keeps its serialisation buffer between batches (up to
@@ -192,19 +195,23 @@ impl BufferedConsumer {
         let redactor = ctx.redactor.with_credentials(&credentials);
         let url = transport::url(ctx.config.base_url(), batch.endpoint, &credentials);
         let endpoint = batch.endpoint;
+        // A batch split in parts has its parts' lengths counted again.
+        let mut encoded_len = batch.encoded_len;
         let mut work = vec![batch.messages];
         while let Some(messages) = work.pop() {
             let count = messages.len() as u64;
             let bytes: u64 = messages.iter().map(|m| m.len() as u64).sum();
-            let body =
-                match transport::encode(endpoint, &messages, ctx.config.gzip, &mut self.scratch) {
-                    Ok(body) => body,
-                    // Too big once encoded: split now instead of paying for a 413.
-                    Err(transport::Oversized) => {
-                        split_into(&mut work, messages);
-                        continue;
-                    }
-                };
+            let known = encoded_len.take();
+            let gzip = ctx.config.gzip;
+            let body = match transport::encode(endpoint, &messages, gzip, &mut self.scratch, known)
+            {
+                Ok(body) => body,
+                // Too big once encoded: split now instead of paying for a 413.
+                Err(transport::Oversized) => {
+                    split_into(&mut work, messages);
+                    continue;
+                }
+            };
             ctx.accounting.counters.in_flight.fetch_add(count, Relaxed);
             let target = Target {
                 url: &url,
@@ -513,6 +520,7 @@ mod tests {
             credentials: None,
             messages,
             bytes,
+            encoded_len: None,
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -32,6 +32,17 @@ struct OpenBatch {
     opened: Instant,
 }
 
+impl OpenBatch {
+    /// The batch to send, with the length of its messages' encoding, counted as it grew.
+    fn close(self) -> Batch {
+        let encoded_len = (self.body_bytes - BODY_FRAMING) as usize;
+        Batch {
+            encoded_len: Some(encoded_len),
+            ..self.batch
+        }
+    }
+}
+
 pub struct Dispatcher {
     rx: Receiver,
     ctx: Arc<DeliveryContext>,
@@ -157,7 +168,7 @@ impl Dispatcher {
         if let Some(i) = self.find(message.endpoint, &message.credentials) {
             if self.open[i].body_bytes + body_size > self.batch_max_bytes {
                 let full = self.open.swap_remove(i);
-                if !self.dispatch(full.batch).await {
+                if !self.dispatch(full.close()).await {
                     return false;
                 }
             }
@@ -171,6 +182,7 @@ impl Dispatcher {
                         credentials: message.credentials.clone(),
                         messages: Vec::with_capacity(self.batch_size.min(256)),
                         bytes: 0,
+                        encoded_len: None,
                     },
                     body_bytes: BODY_FRAMING,
                     opened: Instant::now(),
@@ -184,7 +196,7 @@ impl Dispatcher {
         open.batch.messages.push(message);
         if open.batch.messages.len() >= self.batch_size {
             let full = self.open.swap_remove(index);
-            return self.dispatch(full.batch).await;
+            return self.dispatch(full.close()).await;
         }
         true
     }
@@ -209,7 +221,7 @@ impl Dispatcher {
         while i < self.open.len() {
             if due(&self.open[i]) {
                 let open = self.open.swap_remove(i);
-                if !self.dispatch(open.batch).await {
+                if !self.dispatch(open.close()).await {
                     return false;
                 }
             } else {

@@ -4,12 +4,9 @@
 //! `track` and `send` cheap: the caller's values are validated once and copied through.
 
 use std::borrow::Cow;
-use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
-use serde_json::value::RawValue;
-
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::json::{Raw, Reader};
 
 /// Up to this many keys, duplicates are found pairwise (bounded work, no allocation);
 /// above it, with a hash map of last positions. Either way parsing stays linear.
@@ -19,7 +16,7 @@ const PAIRWISE_LIMIT: usize = 32;
 /// last position, as in serde).
 #[derive(Default)]
 pub struct Fields<'a> {
-    entries: Vec<(Cow<'a, str>, &'a RawValue)>,
+    entries: Vec<(Cow<'a, str>, Raw<'a>)>,
     /// The members' text as written (first key's quote to the end of the last value) when
     /// it can be copied as is: every key borrowed from the input, none repeated.
     members: Option<&'a str>,
@@ -28,10 +25,24 @@ pub struct Fields<'a> {
 impl<'a> Fields<'a> {
     /// Parses `json`, which must be one JSON object; `what` names it in errors.
     pub fn parse(json: &'a str, what: &str) -> Result<Self> {
-        let mut fields: Fields<'a> = serde_json::from_str(json)
-            .map_err(|e| Error::json(format!("{what} must be a valid JSON object: {e}")))?;
-        if fields.drop_shadowed() {
-            fields.members = members_text(json, &fields.entries);
+        let mut entries = Vec::with_capacity(12);
+        let (mut first_quote, mut all_borrowed) = (None, true);
+        let mut reader = Reader::new(json);
+        reader
+            .object(|r, key| {
+                first_quote.get_or_insert(key.quote);
+                all_borrowed &= matches!(key.name, Cow::Borrowed(_));
+                entries.push((key.name, r.value()?));
+                Ok(())
+            })
+            .and_then(|()| reader.end())
+            .map_err(|e| e.error(json, &format!("{what} must be a valid JSON object")))?;
+        let mut fields = Fields {
+            entries,
+            members: None,
+        };
+        if fields.drop_shadowed() && all_borrowed {
+            fields.members = members_text(json, first_quote, fields.entries.last());
         }
         Ok(fields)
     }
@@ -80,100 +91,44 @@ impl<'a> Fields<'a> {
 
     /// The value of `key` (the last one if repeated). One scan: call it a fixed number of
     /// times per message, never per key.
-    pub fn get(&self, key: &str) -> Option<&'a RawValue> {
+    pub fn get(&self, key: &str) -> Option<Raw<'a>> {
         self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
     }
 
     /// Every key once, in order; for repeated keys the last value, at its last position.
     #[cfg(test)]
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &'a RawValue)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Raw<'a>)> + '_ {
         self.entries.iter().map(|(k, v)| (k.as_ref(), *v))
     }
 
     /// As [`Fields::iter`], with whether the key needs no escaping: a key borrowed from the
     /// input had no escape sequence, and valid JSON has no raw `"` or control byte in one.
-    pub fn iter_plain(&self) -> impl Iterator<Item = (&str, bool, &'a RawValue)> + '_ {
+    pub fn iter_plain(&self) -> impl Iterator<Item = (&str, bool, Raw<'a>)> + '_ {
         self.entries
             .iter()
             .map(|(k, v)| (k.as_ref(), matches!(k, Cow::Borrowed(_)), *v))
     }
 }
 
-/// `json[first key's opening quote .. end of the last value]`, when every key is borrowed
-/// from `json` (so each sits between quotes in it, unescaped).
-fn members_text<'a>(json: &'a str, entries: &[(Cow<'a, str>, &'a RawValue)]) -> Option<&'a str> {
-    if entries.iter().any(|(k, _)| matches!(k, Cow::Owned(_))) {
-        return None;
-    }
-    let (Cow::Borrowed(first), _) = entries.first()? else {
-        return None;
-    };
-    let last = entries.last()?.1.get();
-    let base = json.as_ptr() as usize;
-    let start = (first.as_ptr() as usize)
-        .checked_sub(base)?
-        .checked_sub(1)?;
-    let end = (last.as_ptr() as usize - base).checked_add(last.len())?;
-    let text = json.get(start..end)?;
-    text.starts_with('"').then_some(text)
-}
-
-/// A key that borrows from the input when it has no escape sequences.
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string key")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Owned(v)))
-            }
-        }
-        deserializer.deserialize_str(KeyVisitor)
-    }
-}
-
-impl<'de> Deserialize<'de> for Fields<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct FieldsVisitor;
-        impl<'de> Visitor<'de> for FieldsVisitor {
-            type Value = Fields<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(12));
-                while let Some((key, value)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
-                    entries.push((key.0, value));
-                }
-                Ok(Fields {
-                    entries,
-                    members: None,
-                })
-            }
-        }
-        deserializer.deserialize_map(FieldsVisitor)
-    }
+/// `json[first key's opening quote .. end of the last value]`: both are slices of `json`.
+fn members_text<'a>(
+    json: &'a str,
+    first_quote: Option<usize>,
+    last: Option<&(Cow<'a, str>, Raw<'a>)>,
+) -> Option<&'a str> {
+    let last = last?.1.get();
+    let end = last.as_ptr() as usize - json.as_ptr() as usize + last.len();
+    json.get(first_quote?..end)
 }
 
 /// A prebuilt message (an event, an update, or a mixpanel-ruby envelope), read in one pass.
 #[derive(Default)]
 pub struct MessageScan<'a> {
-    pub event: Option<&'a RawValue>,
+    pub event: Option<Raw<'a>>,
     pub properties: Option<PropertiesScan<'a>>,
-    pub data: Option<&'a RawValue>,
-    pub api_key: Option<&'a RawValue>,
-    pub api_secret: Option<&'a RawValue>,
+    pub data: Option<Raw<'a>>,
+    pub api_key: Option<Raw<'a>>,
+    pub api_secret: Option<Raw<'a>>,
     /// Any key besides the ones above.
     pub other_keys: bool,
 }
@@ -181,20 +136,39 @@ pub struct MessageScan<'a> {
 /// What bulkhead needs from an event's `properties`, read without keeping the rest.
 #[derive(Default)]
 pub struct PropertiesScan<'a> {
-    pub token: Option<&'a RawValue>,
-    pub time: Option<&'a RawValue>,
-    pub insert_id: Option<&'a RawValue>,
+    pub token: Option<Raw<'a>>,
+    pub time: Option<Raw<'a>>,
+    pub insert_id: Option<Raw<'a>>,
     pub has_distinct_id: bool,
+    /// Keys, each repeat counted.
     pub len: usize,
-    /// Address of the first key's text when it was borrowed from the input: it locates
-    /// the object's opening brace without a second pass.
-    first_key_at: Option<usize>,
+    /// The index just after the object's `{` in the scanned text.
+    pub body_start: usize,
 }
 
 impl<'a> MessageScan<'a> {
     pub fn parse(json: &'a str) -> Result<Self> {
-        serde_json::from_str(json)
-            .map_err(|e| Error::json(format!("message must be a valid JSON object: {e}")))
+        let mut scan = MessageScan::default();
+        let mut reader = Reader::new(json);
+        reader
+            .object(|r, key| {
+                // Repeated keys: the last one wins, as in serde.
+                match key.name.as_ref() {
+                    "event" => scan.event = Some(r.value()?),
+                    "properties" => scan.properties = Some(PropertiesScan::read(r)?),
+                    "data" => scan.data = Some(r.value()?),
+                    "api_key" => scan.api_key = Some(r.value()?),
+                    "api_secret" => scan.api_secret = Some(r.value()?),
+                    _ => {
+                        r.value()?;
+                        scan.other_keys = true;
+                    }
+                }
+                Ok(())
+            })
+            .and_then(|()| reader.end())
+            .map_err(|e| e.error(json, "message must be a valid JSON object"))?;
+        Ok(scan)
     }
 
     /// A mixpanel-ruby envelope: `data` plus only `api_key`/`api_secret`.
@@ -203,88 +177,26 @@ impl<'a> MessageScan<'a> {
     }
 }
 
-impl PropertiesScan<'_> {
-    /// The index just after the `{` of these properties within `item`, the text they were
-    /// read from; `None` when that cannot be told from the scan alone.
-    pub fn body_start(&self, item: &str) -> Option<usize> {
-        let quote = self
-            .first_key_at?
-            .checked_sub(item.as_ptr() as usize)?
-            .checked_sub(1)?;
-        let bytes = item.as_bytes();
-        if bytes.get(quote) != Some(&b'"') {
-            return None;
+impl<'a> PropertiesScan<'a> {
+    fn read(reader: &mut Reader<'a>) -> std::result::Result<Self, crate::json::Invalid> {
+        let mut scan = PropertiesScan::default();
+        if reader.peek_token() == Some(b'{') {
+            scan.body_start = reader.position() + 1;
         }
-        // Only whitespace can stand between the brace and the first key of valid JSON.
-        let brace = bytes[..quote]
-            .iter()
-            .rposition(|b| !b.is_ascii_whitespace())?;
-        (bytes[brace] == b'{').then_some(brace + 1)
-    }
-}
-
-impl<'de> Deserialize<'de> for MessageScan<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ScanVisitor;
-        impl<'de> Visitor<'de> for ScanVisitor {
-            type Value = MessageScan<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-                let mut scan = MessageScan::default();
-                while let Some(key) = map.next_key::<Key<'de>>()? {
-                    match key.0.as_ref() {
-                        "event" => scan.event = Some(map.next_value()?),
-                        "properties" => scan.properties = Some(map.next_value()?),
-                        "data" => scan.data = Some(map.next_value()?),
-                        "api_key" => scan.api_key = Some(map.next_value()?),
-                        "api_secret" => scan.api_secret = Some(map.next_value()?),
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                            scan.other_keys = true;
-                        }
-                    }
+        reader.object(|r, key| {
+            scan.len += 1;
+            match key.name.as_ref() {
+                "token" => scan.token = Some(r.value()?),
+                "time" => scan.time = Some(r.value()?),
+                "$insert_id" => scan.insert_id = Some(r.value()?),
+                other => {
+                    scan.has_distinct_id |= other == "distinct_id";
+                    r.value()?;
                 }
-                Ok(scan)
             }
-        }
-        deserializer.deserialize_map(ScanVisitor)
-    }
-}
-
-impl<'de> Deserialize<'de> for PropertiesScan<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct PropertiesVisitor;
-        impl<'de> Visitor<'de> for PropertiesVisitor {
-            type Value = PropertiesScan<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("`properties` as a JSON object")
-            }
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-                let mut scan = PropertiesScan::default();
-                while let Some(key) = map.next_key::<Key<'de>>()? {
-                    if scan.len == 0 {
-                        if let Cow::Borrowed(text) = key.0 {
-                            scan.first_key_at = Some(text.as_ptr() as usize);
-                        }
-                    }
-                    scan.len += 1;
-                    // Repeated keys: the last one wins, as everywhere in serde.
-                    match key.0.as_ref() {
-                        "token" => scan.token = Some(map.next_value()?),
-                        "time" => scan.time = Some(map.next_value()?),
-                        "$insert_id" => scan.insert_id = Some(map.next_value()?),
-                        other => {
-                            scan.has_distinct_id |= other == "distinct_id";
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(scan)
-            }
-        }
-        deserializer.deserialize_map(PropertiesVisitor)
+            Ok(())
+        })?;
+        Ok(scan)
     }
 }
 
@@ -321,14 +233,17 @@ mod tests {
         let text = r#"{"event":"e", "properties": {  "a":1,"token":"t","time":2}}"#;
         let scan = MessageScan::parse(text).unwrap();
         let props = scan.properties.unwrap();
-        let at = props.body_start(text).unwrap();
+        let at = props.body_start;
         assert_eq!(&text[at - 1..at], "{");
         assert_eq!(&text[at..at + 6], "  \"a\":");
         assert_eq!((props.len, props.time.unwrap().get()), (3, "2"));
-        // An escaped first key cannot be located without a second pass.
-        let escaped = r#"{"event":"e","properties":{"\u0061":1}}"#;
+        // An escaped first key too.
+        let escaped = r#"{"event":"e","properties": {"\u0061":1}}"#;
         let scan = MessageScan::parse(escaped).unwrap();
-        assert_eq!(scan.properties.unwrap().body_start(escaped), None);
+        assert_eq!(
+            &escaped[..scan.properties.unwrap().body_start],
+            r#"{"event":"e","properties": {"#
+        );
         assert!(MessageScan::parse(r#"{"event":"e","properties":[1]}"#).is_err());
     }
 
@@ -357,6 +272,42 @@ mod tests {
         let f = Fields::parse(r#"{"a":1,"b\n":2}"#, "t").unwrap();
         let plain: Vec<(&str, bool)> = f.iter_plain().map(|(k, p, _)| (k, p)).collect();
         assert_eq!(plain, vec![("a", true), ("b\n", false)]);
+    }
+
+    /// Random objects, repeated and escaped keys included: the members serde_json reads,
+    /// the last of a repeated key, and a members text that is the same object again.
+    #[test]
+    fn random_objects_read_as_serde_json_reads_them() {
+        use serde_json::{Map, Value};
+        const KEYS: &[&str] = &["a", "b", "token", "\"q\"", "é", "\n", "time", "😀"];
+        let mut rng = fastrand::Rng::with_seed(11);
+        for _ in 0..20_000 {
+            let members: Vec<String> = (0..rng.usize(0..8))
+                .map(|_| {
+                    let key = serde_json::to_string(KEYS[rng.usize(..KEYS.len())]).unwrap();
+                    let key = if rng.u8(..8) == 0 {
+                        key.replace('a', "\\u0061")
+                    } else {
+                        key
+                    };
+                    let value = crate::message::tests::random_value(&mut rng, 0);
+                    format!("{key}{}:{}", [" ", ""][rng.usize(..2)], value)
+                })
+                .collect();
+            let text = format!("{{{}}}", members.join(","));
+            let expected: Map<String, Value> = serde_json::from_str(&text).unwrap();
+            let fields = Fields::parse(&text, "t").unwrap();
+            assert_eq!(fields.len(), expected.len(), "{text}");
+            for (key, value) in fields.iter() {
+                let value: Value = serde_json::from_str(value.get()).unwrap();
+                assert_eq!(Some(&value), expected.get(key), "{key} in {text}");
+            }
+            if let Some(members) = fields.members_text() {
+                let again: Map<String, Value> =
+                    serde_json::from_str(&format!("{{{members}}}")).unwrap();
+                assert_eq!(again, expected, "{text}");
+            }
+        }
     }
 
     #[test]

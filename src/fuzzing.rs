@@ -78,7 +78,7 @@ pub fn encode(endpoint: &str, messages: &[Vec<u8>]) -> Option<(Vec<u8>, usize)> 
         .iter()
         .map(|m| transport::encoded_len(endpoint, &m.json))
         .sum();
-    let body = transport::encode(endpoint, &messages, false, &mut Vec::new()).ok()?;
+    let body = transport::encode(endpoint, &messages, false, &mut Vec::new(), None).ok()?;
     Some((body.bytes.to_vec(), predicted))
 }
 
@@ -130,4 +130,23 @@ pub fn max_error_text() -> usize {
 /// What a secret becomes in error texts.
 pub fn redacted_marker() -> &'static str {
     crate::redact::REDACTED
+}
+
+/// Whether the hot path's JSON reader (`src/json.rs`) takes `text` as one JSON value.
+pub fn json_value_accepted(text: &str) -> bool {
+    crate::json::value(text).is_ok()
+}
+
+/// An object as the hot path reads it: each key once with the exact text of its value (the
+/// last of repeated keys), and the members' text when it copies them as written.
+pub type JsonObject = (Vec<(String, String)>, Option<String>);
+
+/// The hot path's reading of `text` as a JSON object, as `track` reads properties.
+pub fn json_object(text: &str) -> Result<JsonObject> {
+    let fields = crate::fields::Fields::parse(text, "properties")?;
+    let entries = fields
+        .iter_plain()
+        .map(|(key, _, value)| (key.to_owned(), value.get().to_owned()))
+        .collect();
+    Ok((entries, fields.members_text().map(str::to_owned)))
 }

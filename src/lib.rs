@@ -23,6 +23,7 @@ mod fields;
 #[doc(hidden)]
 pub mod fuzzing;
 mod guard;
+mod json;
 mod log;
 mod message;
 mod metrics;

@@ -9,11 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::value::RawValue;
-
 use crate::config::ImportCredentials;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fields::{Fields, MessageScan};
+use crate::json::{self, Raw};
 
 /// The value of `mp_lib` in every event this library builds.
 pub const LIB_NAME: &str = "bulkhead";
@@ -257,7 +256,7 @@ impl MessageBuilder {
                             optional_string("api_secret", scan.api_secret)?.map(Cow::into_owned),
                         );
                     }
-                    match first_byte(data) {
+                    match data.first_byte() {
                         b'[' => parse_array(data.get())?,
                         b'{' => vec![(data.get(), None)],
                         _ => return Err(Error::json("`data` must be a JSON object or array")),
@@ -504,9 +503,10 @@ impl MessageBuilder {
         if props.len + added >= MAX_PROPERTIES {
             check_property_count(distinct_properties(item)? + added)?;
         }
-        let token = props
-            .token
-            .and_then(|t| serde_json::from_str::<&str>(t.get()).ok());
+        let token = props.token.and_then(|t| match t.as_str() {
+            Some(Cow::Borrowed(t)) => Some(t),
+            _ => None,
+        });
         // What the event lacks of what makes a retry idempotent, spliced in at the front.
         let mut missing: Vec<u8> = Vec::new();
         let mut add = |key: &[u8], write: &dyn Fn(&mut Vec<u8>)| {
@@ -535,17 +535,7 @@ impl MessageBuilder {
         if missing.is_empty() {
             return Ok((text.to_vec(), token));
         }
-        let open = match props.body_start(item) {
-            Some(at) => at,
-            // Empty properties or an escaped first key: find the brace with a second pass.
-            None => {
-                let raw = Fields::parse(item, "event")?
-                    .get("properties")
-                    .ok_or_else(|| Error::json("an event needs `properties`"))?;
-                // Both slices borrow `item`, so the offset is within `text`.
-                raw.get().as_ptr() as usize - text.as_ptr() as usize + 1
-            }
-        };
+        let open = props.body_start;
         let mut out = Vec::with_capacity(text.len() + missing.len() + usize::from(props.len > 0));
         out.extend_from_slice(&text[..open]);
         out.extend_from_slice(&missing);
@@ -593,7 +583,7 @@ struct UpdateTail<'a> {
     time_ms: i64,
     operation: &'a str,
     /// `None` for `$delete`, whose value is always `""`.
-    value: Option<&'a RawValue>,
+    value: Option<Raw<'a>>,
 }
 
 impl<'a> UpdateTail<'a> {
@@ -609,10 +599,10 @@ impl<'a> UpdateTail<'a> {
         } else {
             let value =
                 value.ok_or_else(|| Error::invalid(format!("{operation} needs a value")))?;
-            let raw: &RawValue = serde_json::from_str(value)
-                .map_err(|e| Error::json(format!("{operation} value is not valid JSON: {e}")))?;
+            let raw = json::value(value)
+                .map_err(|e| e.error(value, &format!("{operation} value is not valid JSON")))?;
             let expected = if operation == "$unset" { b'[' } else { b'{' };
-            if first_byte(raw) != expected {
+            if raw.first_byte() != expected {
                 let what = if expected == b'[' {
                     "an array of property names"
                 } else {
@@ -745,34 +735,32 @@ fn parse_properties(json: Option<&str>) -> Result<Fields<'_>> {
 }
 
 fn parse_array(json: &str) -> Result<Vec<(&str, Option<MessageScan<'_>>)>> {
-    let items: Vec<&RawValue> = serde_json::from_str(json)
-        .map_err(|e| Error::json(format!("message array is invalid: {e}")))?;
+    let items = json::array(json)?;
     Ok(items.into_iter().map(|i| (i.get(), None)).collect())
 }
 
 /// A string field of a prebuilt message: `Ok(None)` when absent or null.
 /// Borrowed unless it has escapes.
-fn optional_string<'a>(key: &str, raw: Option<&'a RawValue>) -> Result<Option<Cow<'a, str>>> {
-    let Some(raw) = raw.filter(|r| r.get() != "null") else {
+fn optional_string<'a>(key: &str, raw: Option<Raw<'a>>) -> Result<Option<Cow<'a, str>>> {
+    let Some(raw) = raw.filter(|r| !r.is_null()) else {
         return Ok(None);
     };
-    if let Ok(s) = serde_json::from_str::<&str>(raw.get()) {
-        return Ok(Some(Cow::Borrowed(s)));
-    }
-    serde_json::from_str::<String>(raw.get())
-        .map(|s| Some(Cow::Owned(s)))
-        .map_err(|_| Error::json(format!("`{key}` must be a string")))
-}
-
-fn first_byte(raw: &RawValue) -> u8 {
-    raw.get().bytes().next().unwrap_or(b' ')
+    raw.as_str()
+        .map(Some)
+        .ok_or_else(|| Error::json(format!("`{key}` must be a string")))
 }
 
 /// `time` must be a non-negative number of seconds or milliseconds; for `/track` also at
 /// most 5 days old (a future time is fine: clocks differ).
-fn check_time(endpoint: Endpoint, raw: &RawValue) -> Result<()> {
-    let t = match serde_json::from_str::<f64>(raw.get()) {
-        Ok(t) if t.is_finite() && t >= 0.0 => t,
+fn check_time(endpoint: Endpoint, raw: Raw<'_>) -> Result<()> {
+    // A plain integer (what every SDK sends) without the float parser.
+    let integer = raw.get().parse::<u64>().ok().filter(|t| *t < 1 << 53);
+    let parsed = integer.map_or_else(
+        || serde_json::from_str::<f64>(raw.get()).ok(),
+        |t| Some(t as f64),
+    );
+    let t = match parsed {
+        Some(t) if t.is_finite() && t >= 0.0 => t,
         _ => {
             return Err(Error::invalid(
                 "property `time` must be a non-negative number (seconds or ms)",
@@ -793,8 +781,12 @@ fn check_time(endpoint: Endpoint, raw: &RawValue) -> Result<()> {
     Ok(())
 }
 
-fn check_insert_id(raw: &RawValue) -> Result<()> {
-    let id: &str = serde_json::from_str(raw.get()).unwrap_or("");
+fn check_insert_id(raw: Raw<'_>) -> Result<()> {
+    // A valid id has no escapes, so it is the borrowed text between the quotes.
+    let id = match raw.as_str() {
+        Some(Cow::Borrowed(id)) => id,
+        _ => "",
+    };
     if valid_insert_id(id) {
         Ok(())
     } else {
@@ -918,7 +910,7 @@ fn write_insert_id(out: &mut Vec<u8>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::{json, Value};
 
@@ -1069,7 +1061,7 @@ mod tests {
     }
 
     /// Random JSON text for property values and keys, escapes and unicode included.
-    fn random_value(rng: &mut fastrand::Rng, depth: u32) -> serde_json::Value {
+    pub(crate) fn random_value(rng: &mut fastrand::Rng, depth: u32) -> serde_json::Value {
         match rng.u32(0..if depth > 2 { 5 } else { 7 }) {
             0 => Value::Null,
             1 => Value::Bool(rng.bool()),

@@ -70,3 +70,8 @@ fn config_inputs() {
 fn response_inputs() {
     replay("response", fuzz::response::run);
 }
+
+#[test]
+fn json_inputs() {
+    replay("json", fuzz::json::run);
+}

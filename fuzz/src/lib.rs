@@ -8,6 +8,7 @@
 
 pub mod capi;
 pub mod config;
+pub mod json;
 pub mod response;
 pub mod send;
 pub mod track;
