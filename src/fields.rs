@@ -27,11 +27,13 @@ impl<'a> Fields<'a> {
     pub fn parse(json: &'a str, what: &str) -> Result<Self> {
         let mut entries = Vec::with_capacity(12);
         let (mut first_quote, mut all_borrowed) = (None, true);
+        let mut seen = KeySketch::default();
         let mut reader = Reader::new(json);
         reader
             .object(|r, key| {
                 first_quote.get_or_insert(key.quote);
                 all_borrowed &= matches!(key.name, Cow::Borrowed(_));
+                seen.add(&key.name);
                 entries.push((key.name, r.value()?));
                 Ok(())
             })
@@ -41,7 +43,8 @@ impl<'a> Fields<'a> {
             entries,
             members: None,
         };
-        if fields.drop_shadowed() && all_borrowed {
+        let unique = !seen.maybe_repeated || fields.drop_shadowed();
+        if unique && all_borrowed {
             fields.members = members_text(json, first_quote, fields.entries.last());
         }
         Ok(fields)
@@ -107,6 +110,30 @@ impl<'a> Fields<'a> {
         self.entries
             .iter()
             .map(|(k, v)| (k.as_ref(), matches!(k, Cow::Borrowed(_)), *v))
+    }
+}
+
+/// A 256-bit sketch of the keys seen (length, first and last byte): a key that finds its
+/// bit unset is surely new, so the usual object, all keys distinct, skips the pairwise
+/// search for repeats.
+#[derive(Default)]
+struct KeySketch {
+    bits: [u64; 4],
+    maybe_repeated: bool,
+}
+
+impl KeySketch {
+    fn add(&mut self, key: &str) {
+        let b = key.as_bytes();
+        let (first, last) = (b.first().copied(), b.last().copied());
+        let h = b
+            .len()
+            .wrapping_mul(31)
+            .wrapping_add(usize::from(first.unwrap_or(0)).wrapping_mul(7))
+            .wrapping_add(usize::from(last.unwrap_or(0)).wrapping_mul(131));
+        let (word, bit) = ((h >> 6) & 3, 1u64 << (h & 63));
+        self.maybe_repeated |= self.bits[word] & bit != 0;
+        self.bits[word] |= bit;
     }
 }
 

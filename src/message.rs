@@ -262,7 +262,11 @@ impl MessageBuilder {
                         _ => return Err(Error::json("`data` must be a JSON object or array")),
                     }
                 }
-                _ => vec![(trimmed, Some(scan))],
+                // The usual case, one bare message: no list of items to build.
+                _ => {
+                    let message = self.prebuilt_item(endpoint, trimmed, Some(scan), &credentials);
+                    return message.map(|m| vec![m]);
+                }
             }
         } else {
             return Err(Error::json("message must be a JSON object or array"));
@@ -274,37 +278,46 @@ impl MessageBuilder {
         let count = items.len() as u64;
         items
             .into_iter()
-            .map(|(item, scan)| {
-                if !item.starts_with('{') {
-                    return Err(Error::json("each message must be a JSON object"));
-                }
-                let mut own_credentials = None;
-                let json = match endpoint {
-                    Endpoint::Track | Endpoint::Import => {
-                        let scan = match scan {
-                            Some(s) => s,
-                            None => MessageScan::parse(item)?,
-                        };
-                        let (json, token) = self.complete_event(endpoint, item, &scan)?;
-                        // mixpanel-python/-ruby imports carry the project token: with no
-                        // credentials given or configured, it is the Basic username.
-                        if endpoint == Endpoint::Import
-                            && credentials.is_none()
-                            && !self.import_credentials_configured
-                        {
-                            own_credentials = credentials_from(token.map(str::to_owned), None);
-                        }
-                        json
-                    }
-                    // Validated as JSON already (by the scan or the array parse).
-                    Endpoint::Engage | Endpoint::Groups => item.as_bytes().to_vec(),
-                };
-                let mut message = self.finish(endpoint, json)?;
-                message.credentials = own_credentials.or_else(|| credentials.clone());
-                Ok(message)
-            })
+            .map(|(item, scan)| self.prebuilt_item(endpoint, item, scan, &credentials))
             .collect::<Result<Vec<Message>>>()
             .map_err(|e| e.with_events(count))
+    }
+
+    /// One message of [`MessageBuilder::prebuilt`], with its scan if it was read already.
+    fn prebuilt_item(
+        &self,
+        endpoint: Endpoint,
+        item: &str,
+        scan: Option<MessageScan<'_>>,
+        credentials: &Option<Arc<ImportCredentials>>,
+    ) -> Result<Message> {
+        if !item.starts_with('{') {
+            return Err(Error::json("each message must be a JSON object"));
+        }
+        let mut own_credentials = None;
+        let json = match endpoint {
+            Endpoint::Track | Endpoint::Import => {
+                let scan = match scan {
+                    Some(s) => s,
+                    None => MessageScan::parse(item)?,
+                };
+                let (json, token) = self.complete_event(endpoint, item, &scan)?;
+                // mixpanel-python/-ruby imports carry the project token: with no
+                // credentials given or configured, it is the Basic username.
+                if endpoint == Endpoint::Import
+                    && credentials.is_none()
+                    && !self.import_credentials_configured
+                {
+                    own_credentials = credentials_from(token.map(str::to_owned), None);
+                }
+                json
+            }
+            // Validated as JSON already (by the scan or the array parse).
+            Endpoint::Engage | Endpoint::Groups => item.as_bytes().to_vec(),
+        };
+        let mut message = self.finish(endpoint, json)?;
+        message.credentials = own_credentials.or_else(|| credentials.clone());
+        Ok(message)
     }
 
     fn event_json(
