@@ -398,8 +398,10 @@ impl ClientHandle {
 }
 
 /// A JSON object with no `"data"` key anywhere: one message, never an envelope of several.
-fn is_single_message(json: &str) -> bool {
-    json.trim_start().starts_with('{') && !json.contains("\"data\"")
+/// Surely one message: an object that is no mixpanel-ruby envelope (which may hold an
+/// array); read as bytes, so that it can be told before the text is validated.
+fn is_single_message(json: &[u8]) -> bool {
+    json.trim_ascii_start().starts_with(b"{") && memchr::memmem::find(json, b"\"data\"").is_none()
 }
 
 fn count_refusal(core: &Core, error: &Error) {
@@ -454,6 +456,24 @@ impl Client {
         }
         core.queue
             .precheck(&core.ctx.accounting, min_len)
+            .inspect_err(|e| self.inner.note_drop(core, e))
+    }
+
+    /// As [`Client::refuse_if_full`] for `send`, with its text as bytes not yet validated:
+    /// refuses what is surely one message (an array is read first, so that a refusal counts
+    /// each of its events).
+    pub(crate) fn refuse_send_if_full(&self, json: &[u8]) -> Result<()> {
+        let core = self.inner.open_core()?;
+        let acc = &core.ctx.accounting;
+        if core.test_events.is_some()
+            || !core.queue.would_refuse(acc, 0)
+            || core.ctx.spool.as_ref().is_some_and(|s| s.has_room(0))
+            || !is_single_message(json)
+        {
+            return Ok(());
+        }
+        core.queue
+            .precheck(acc, 0)
             .inspect_err(|e| self.inner.note_drop(core, e))
     }
 
@@ -520,7 +540,7 @@ impl Client {
         if core.test_events.is_none()
             && core.queue.would_refuse(&core.ctx.accounting, 0)
             && !core.ctx.spool.as_ref().is_some_and(|s| s.has_room(0))
-            && is_single_message(json)
+            && is_single_message(json.as_bytes())
         {
             core.queue
                 .precheck(&core.ctx.accounting, 0)

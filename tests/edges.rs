@@ -438,12 +438,13 @@ fn batch_max_bytes_caps_the_encoded_body() {
 
 /// Issue 10: at the C API a full guard refuses `track` and `import` before their text is
 /// even validated, so a dropped call costs an atomic load; the drop is counted as a guard
-/// drop. With room, the same bad text is refused as invalid.
+/// drop. With room, the same bad text is refused as invalid. So does `send` with what is
+/// surely one message; an array (whose events a refusal counts) is read first.
 #[test]
 fn a_full_guard_refuses_before_the_text_is_read() {
     use bulkhead::ffi::{
         bulkhead_client, bulkhead_client_free, bulkhead_client_new, bulkhead_client_stats,
-        bulkhead_import, bulkhead_stats, bulkhead_status, bulkhead_track,
+        bulkhead_import, bulkhead_send, bulkhead_stats, bulkhead_status, bulkhead_track,
     };
     let mock = MockServer::start();
     mock.set_down(DownMode::Hang);
@@ -504,10 +505,34 @@ fn a_full_guard_refuses_before_the_text_is_read() {
         )
     };
     assert_eq!(st, bulkhead_status::QueueFull);
+    let send = |json: &[u8]| {
+        // SAFETY: `handle` is live; both strings are readable for the length given.
+        unsafe {
+            bulkhead_send(
+                handle,
+                "events".as_ptr().cast(),
+                6,
+                json.as_ptr().cast(),
+                json.len(),
+            )
+        }
+    };
+    let bad_message = b" {\"event\":\"e\",\"properties\":{\"k\":\"\xff\"}}";
+    assert_eq!(
+        send(bad_message),
+        bulkhead_status::QueueFull,
+        "full: refused unread"
+    );
+    let bad_array = b"[{\"event\":\"e\xff\"}]";
+    assert_eq!(
+        send(bad_array),
+        bulkhead_status::InvalidUtf8,
+        "an array is read first"
+    );
     let s = stats();
     assert_eq!(
         (s.dropped_invalid, s.dropped_queue_full, s.enqueued),
-        (1, 2, 1),
+        (2, 3, 1),
         "{s:?}"
     );
     // SAFETY: `handle` came from bulkhead_client_new and is freed once, here.

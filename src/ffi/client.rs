@@ -9,7 +9,7 @@ use crate::stats::{errors_to_json, notes_to_json};
 
 use super::panic::{boundary, boundary_or};
 use super::status::{bulkhead_status, fail, set_last_error, status_of};
-use super::strings::{borrow_opt_str, borrow_str, copy_text_out, BadString};
+use super::strings::{borrow_opt_str, borrow_str, copy_text_out, peek_bytes, BadString};
 
 /// An opaque client: a queue, its guard, a pool of buffered consumers and their counters.
 /// Made by `bulkhead_client_new`, released by `bulkhead_client_free`. Thread-safe.
@@ -324,7 +324,8 @@ pub unsafe extern "C" fn bulkhead_group(
 /// or `imports` (mixpanel-ruby's `event`, `profile_update`, `group_update`, `import` too).
 /// `message_json` is one message, an array of them, or a mixpanel-ruby envelope
 /// `{"data": ..., "api_key": ...}`. Events without `$insert_id` get one. An array is
-/// queued whole or not at all.
+/// queued whole or not at all. `BULKHEAD_STATUS_QUEUE_FULL` when the guard dropped it;
+/// one message is refused before its text is read, so that a dropped call stays cheap.
 ///
 /// # Safety
 /// `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed). Each
@@ -340,6 +341,12 @@ pub unsafe extern "C" fn bulkhead_send(
 ) -> bulkhead_status {
     boundary(|| {
         let c = client!(client);
+        // SAFETY: the caller guarantees `(ptr, len)` is NULL with 0, or readable, for the call.
+        let bytes = unsafe { peek_bytes(message_json, message_len) };
+        // A full guard refuses one message before its text is read: a dropped call stays cheap.
+        if let Err(e) = c.refuse_send_if_full(bytes) {
+            return status_of(Err(e));
+        }
         let endpoint = text!(c, "endpoint", endpoint, endpoint_len);
         let message = text!(c, "message_json", message_json, message_len);
         status_of(c.send(endpoint, message, None, None))
@@ -368,6 +375,11 @@ pub unsafe extern "C" fn bulkhead_send_with_credentials(
 ) -> bulkhead_status {
     boundary(|| {
         let c = client!(client);
+        // SAFETY: as in `bulkhead_send`.
+        let bytes = unsafe { peek_bytes(message_json, message_len) };
+        if let Err(e) = c.refuse_send_if_full(bytes) {
+            return status_of(Err(e));
+        }
         let endpoint = text!(c, "endpoint", endpoint, endpoint_len);
         let message = text!(c, "message_json", message_json, message_len);
         let key = opt_text!(c, "api_key", api_key, api_key_len);

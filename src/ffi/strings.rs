@@ -7,6 +7,19 @@ use super::status::{bulkhead_status, set_last_error};
 /// A string argument that could not be borrowed.
 pub struct BadString(pub bulkhead_status);
 
+/// The `len` bytes at `ptr`, not validated; empty for NULL or an impossible length (which
+/// [`borrow_str`] then refuses).
+///
+/// # Safety
+/// As [`borrow_str`].
+pub unsafe fn peek_bytes<'a>(ptr: *const c_char, len: usize) -> &'a [u8] {
+    if ptr.is_null() || len > isize::MAX as usize {
+        return &[];
+    }
+    // SAFETY: non-null and, per the caller's contract, valid for `len` bytes.
+    unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) }
+}
+
 /// Borrows `len` bytes at `ptr` as UTF-8. NULL is allowed only with `len == 0` (→ "").
 ///
 /// # Safety
