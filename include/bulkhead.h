@@ -247,7 +247,8 @@ bulkhead_status bulkhead_group(const bulkhead_client *client,
 // or `imports` (mixpanel-ruby's `event`, `profile_update`, `group_update`, `import` too).
 // `message_json` is one message, an array of them, or a mixpanel-ruby envelope
 // `{"data": ..., "api_key": ...}`. Events without `$insert_id` get one. An array is
-// queued whole or not at all.
+// queued whole or not at all. `BULKHEAD_STATUS_QUEUE_FULL` when the guard dropped it;
+// one message is refused before its text is read, so that a dropped call stays cheap.
 //
 // # Safety
 // `client` must be NULL or a live handle from `bulkhead_client_new` (not yet freed). Each
