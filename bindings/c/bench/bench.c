@@ -440,6 +440,17 @@ static void bench_spool(const char *key, size_t n) {
     free(ns);
 }
 
+/* BENCH_ONLY="e2e_gzip send_busy": only the rows named (all when unset), to compare builds. */
+static int want(const char *key) {
+    const char *only = getenv("BENCH_ONLY");
+    const char *at;
+    size_t len = strlen(key);
+    if (only == NULL || only[0] == '\0') return 1;
+    for (at = strstr(only, key); at != NULL; at = strstr(at + 1, key))
+        if ((at == only || at[-1] == ' ') && (at[len] == '\0' || at[len] == ' ')) return 1;
+    return 0;
+}
+
 int main(int argc, char **argv) {
     size_t n = 200000, i;
     bulkhead_client *client;
@@ -462,19 +473,19 @@ int main(int argc, char **argv) {
     bulkhead_client_free(client);
 
     /* First, so the peak RSS is the end-to-end run's rather than the latency arrays'. */
-    bench_end_to_end("e2e_gzip", 1, n);
-    bench_end_to_end("e2e_plain", 0, n);
-    bench_latency("send_idle", 1, IDLE, n / 4);
-    bench_latency("track_idle", 0, IDLE, n / 4);
-    bench_latency("send_busy", 1, BUSY, n);
-    bench_latency("track_busy", 0, BUSY, n);
-    bench_latency("send_guard_full", 1, GUARD_FULL, n);
-    bench_latency("track_guard_full", 0, GUARD_FULL, n);
-    bench_spool("track_spool_outage", n);
-    bench_throughput("send_1thread", 1, 1, n * 2);
-    bench_throughput("send_2threads", 1, 2, n * 2);
-    bench_throughput("track_1thread", 0, 1, n * 2);
-    bench_throughput("track_2threads", 0, 2, n * 2);
+    if (want("e2e_gzip")) bench_end_to_end("e2e_gzip", 1, n);
+    if (want("e2e_plain")) bench_end_to_end("e2e_plain", 0, n);
+    if (want("send_idle")) bench_latency("send_idle", 1, IDLE, n / 4);
+    if (want("track_idle")) bench_latency("track_idle", 0, IDLE, n / 4);
+    if (want("send_busy")) bench_latency("send_busy", 1, BUSY, n);
+    if (want("track_busy")) bench_latency("track_busy", 0, BUSY, n);
+    if (want("send_guard_full")) bench_latency("send_guard_full", 1, GUARD_FULL, n);
+    if (want("track_guard_full")) bench_latency("track_guard_full", 0, GUARD_FULL, n);
+    if (want("track_spool_outage")) bench_spool("track_spool_outage", n);
+    if (want("send_1thread")) bench_throughput("send_1thread", 1, 1, n * 2);
+    if (want("send_2threads")) bench_throughput("send_2threads", 1, 2, n * 2);
+    if (want("track_1thread")) bench_throughput("track_1thread", 0, 1, n * 2);
+    if (want("track_2threads")) bench_throughput("track_2threads", 0, 2, n * 2);
     printf(",\n \"version\": \"%s\"\n}\n", bulkhead_version());
 
     bulkhead_shutdown(2000);
