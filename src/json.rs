@@ -21,7 +21,8 @@ impl<'a> Raw<'a> {
     }
 
     pub fn first_byte(self) -> u8 {
-        self.0.as_bytes()[0]
+        // A value is never empty; a space says "none of the above" if one ever were.
+        self.0.as_bytes().first().copied().unwrap_or(b' ')
     }
 
     pub fn is_null(self) -> bool {
