@@ -184,16 +184,19 @@ try:  # the optional extra `bulkhead-mixpanel[fast]`: several times faster than 
     _ORJSON_OPTIONS = _orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_NON_STR_KEYS
 
     def _dumps(value: Any) -> bytes:
-        # orjson writes NaN and infinity as null; `json` refuses them (ValueError), and so
-        # must we, whichever encoder runs.
-        if _has_nonfinite(value):
-            return _dumps_std(value)
         try:
-            return bytes(_orjson.dumps(value, default=_orjson_default, option=_ORJSON_OPTIONS))
+            # Annotated rather than wrapped in bytes(): that call alone costs 0.3 µs.
+            out: bytes = _orjson.dumps(value, default=_orjson_default, option=_ORJSON_OPTIONS)
         except TypeError:
             # What orjson refuses (integers beyond 64 bits, ...): `json` has the last word,
             # with its own error if it refuses too.
             return _dumps_std(value)
+        # orjson writes NaN and infinity as null; `json` refuses them (ValueError), and so
+        # must we, whichever encoder runs. The walk over the values (a microsecond for ten
+        # properties) only when the output has a null at all.
+        if b"null" in out and _has_nonfinite(value):
+            return _dumps_std(value)
+        return out
 
 except ImportError:
     _dumps = _dumps_std
