@@ -536,19 +536,8 @@ impl Client {
         api_secret: Option<&str>,
     ) -> Result<()> {
         let core = self.inner.open_core()?;
-        // The cheap refusal only when the input is surely one message; an array (or a
-        // mixpanel-ruby `data` envelope, which may hold one) is read first so that a refusal
-        // counts each of its events.
-        // (The scan only when the guard would refuse: the accepted path never pays for it.)
-        if core.test_events.is_none()
-            && core.queue.would_refuse(&core.ctx.accounting, 0)
-            && !core.ctx.spool.as_ref().is_some_and(|s| s.has_room(0))
-            && is_single_message(json.as_bytes())
-        {
-            core.queue
-                .precheck(&core.ctx.accounting, 0)
-                .inspect_err(|e| self.inner.note_drop(core, e))?;
-        }
+        // The cheap refusal of one message (the C API asks before validating the text).
+        self.refuse_send_if_full(json.as_bytes())?;
         let result = Endpoint::parse(endpoint)
             .ok_or_else(|| {
                 Error::invalid(format!(

@@ -397,23 +397,17 @@ impl<'a> Reader<'a> {
             // A value is expected here.
             self.skip_whitespace();
             match self.peek() {
-                Some(b'{') => {
+                Some(open @ (b'{' | b'[')) => {
                     self.pos += 1;
-                    if self.peek_token() == Some(b'}') {
+                    let object = open == b'{';
+                    if self.peek_token() == Some(if object { b'}' } else { b']' }) {
                         self.pos += 1;
                     } else {
-                        frames.push(true);
-                        self.skip_key()?;
-                        self.eat(b':', "`:`")?;
-                        continue;
-                    }
-                }
-                Some(b'[') => {
-                    self.pos += 1;
-                    if self.peek_token() == Some(b']') {
-                        self.pos += 1;
-                    } else {
-                        frames.push(false);
+                        frames.push(object);
+                        if object {
+                            self.skip_key()?;
+                            self.eat(b':', "`:`")?;
+                        }
                         continue;
                     }
                 }
