@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+from ctypes import c_size_t
 import datetime as _dt
 import json
 import logging
@@ -109,6 +110,10 @@ _import = _ffi.nowait.bulkhead_import
 _people = _ffi.nowait.bulkhead_people
 _group = _ffi.nowait.bulkhead_group
 _send_cred = _ffi.nowait.bulkhead_send_with_credentials
+# The same two calls without argtypes (see _ffi): lengths below _UNCHECKED_LIMIT only.
+_unchecked_track = _ffi.unchecked_track
+_unchecked_people = _ffi.unchecked_people
+_UNCHECKED_LIMIT = _ffi.UNCHECKED_LENGTH_LIMIT
 _flush = _ffi.lib.bulkhead_client_flush
 _close = _ffi.lib.bulkhead_client_close
 _free = _ffi.lib.bulkhead_client_free
@@ -181,16 +186,24 @@ def _dumps_std(value: Any) -> bytes:
 try:  # the optional extra `bulkhead-mixpanel[fast]`: several times faster than `json`
     import orjson as _orjson  # type: ignore[import-not-found, unused-ignore]
 
-    _ORJSON_OPTIONS = _orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_NON_STR_KEYS
+    _orjson_dumps = _orjson.dumps
+    _ORJSON_OPTIONS = _orjson.OPT_PASSTHROUGH_DATETIME
+    # Keys that are not strings (which `json` writes as strings) need OPT_NON_STR_KEYS, which
+    # more than doubles the cost of every call: asked for only when the first try refuses.
+    _ORJSON_NON_STR_KEYS = _ORJSON_OPTIONS | _orjson.OPT_NON_STR_KEYS
 
     def _dumps(value: Any) -> bytes:
         try:
-            # Annotated rather than wrapped in bytes(): that call alone costs 0.3 µs.
-            out: bytes = _orjson.dumps(value, default=_orjson_default, option=_ORJSON_OPTIONS)
+            # Positional arguments, and annotated rather than wrapped in bytes(): each is a
+            # measurable share of the call.
+            out: bytes = _orjson_dumps(value, _orjson_default, _ORJSON_OPTIONS)
         except TypeError:
-            # What orjson refuses (integers beyond 64 bits, ...): `json` has the last word,
-            # with its own error if it refuses too.
-            return _dumps_std(value)
+            try:
+                out = _orjson_dumps(value, _orjson_default, _ORJSON_NON_STR_KEYS)
+            except TypeError:
+                # What orjson refuses (integers beyond 64 bits, ...): `json` has the last
+                # word, with its own error if it refuses too.
+                return _dumps_std(value)
         # orjson writes NaN and infinity as null; `json` refuses them (ValueError), and so
         # must we, whichever encoder runs. The walk over the values (a microsecond for ten
         # properties) only when the output has a null at all.
@@ -537,6 +550,8 @@ class Client:
         if status != _OK:
             raise error_for(status)
         self._handle = out.value
+        # The same handle as a ctypes object, for the calls made without argtypes.
+        self._pointer = ctypes.c_void_p(self._handle)
         hint = _ffi.lib.bulkhead_client_log_hint(self._handle)
         # A counter the library makes non-zero when log lines or delivery errors wait:
         # read (a plain memory load) on every call, so the hot path makes no extra call.
@@ -586,13 +601,28 @@ class Client:
 
     def track(self, distinct_id: Optional[str], event: str, properties: Properties = None) -> bool:
         """Queues an event for ``/track``. False when the queue-size guard dropped it."""
-        h = self._h()
-        d = _text(distinct_id, "distinct_id")
-        e = _required_text(event, "event")
+        # The hottest call: the common argument types are handled inline, each helper call
+        # costing what the library's work does.
+        if self._closed:
+            self._h()
+        d = distinct_id.encode() if type(distinct_id) is str else _text(distinct_id, "distinct_id")
+        e = event.encode() if type(event) is str else _required_text(event, "event")
         if properties is None:
-            return self._done(_track(h, d, len(d), e, len(e), None, 0))
-        p = _json_object(properties, "properties")
-        return self._done(_track(h, d, len(d), e, len(e), p, len(p)))
+            p = None
+        elif type(properties) is dict:
+            p = _dumps(properties)
+        else:
+            p = _json_object(properties, "properties")
+        d_len = len(d)
+        e_len = len(e)
+        p_len = len(p) if p is not None else 0
+        if d_len < _UNCHECKED_LIMIT and e_len < _UNCHECKED_LIMIT:
+            status = _unchecked_track(self._pointer, d, d_len, e, e_len, p, c_size_t(p_len))
+        else:
+            status = _track(self._handle, d, d_len, e, e_len, p, p_len)
+        if status == _OK and not self._hint.value:
+            return True
+        return self._done(status)
 
     def import_event(
         self,
@@ -618,10 +648,15 @@ class Client:
         return self.track(distinct_id, "$create_alias", {"alias": alias_id})
 
     def _people(self, distinct_id: str, op: bytes, value: Optional[bytes]) -> bool:
-        h = self._h()
+        if self._closed:
+            self._h()
         d = _text(distinct_id, "distinct_id")
         n = len(value) if value is not None else 0
-        return self._done(_people(h, d, len(d), op, len(op), value, n))
+        if len(d) < _UNCHECKED_LIMIT:
+            status = _unchecked_people(self._pointer, d, len(d), op, len(op), value, c_size_t(n))
+        else:
+            status = _people(self._handle, d, len(d), op, len(op), value, n)
+        return self._done(status)
 
     def people_set(self, distinct_id: str, properties: Mapping[str, Any]) -> bool:
         return self._people(distinct_id, b"$set", _json_object(properties, "properties"))

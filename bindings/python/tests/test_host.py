@@ -137,6 +137,41 @@ def test_calls_that_never_wait_keep_the_gil_and_waiting_calls_release_it() -> No
         assert not fn._flags_ & pythonapi, fn
 
 
+def test_track_and_people_without_argtypes_pass_every_length_intact(
+    config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 10: `track` and `people_*` call the library without argtypes, lengths as C ints
+    in registers and the last as a c_size_t. Texts of many lengths must arrive intact through
+    that call and through the declared one it falls back to for long texts."""
+    from bulkhead import _ffi, client
+
+    if _ffi._WIDENS_REGISTER_INTS:
+        assert _ffi.unchecked_track.argtypes is None
+        assert _ffi.unchecked_people.argtypes is None
+    lengths = [0, 1, 2, 7, 8, 15, 16, 17, 31, 32, 63, 64, 127, 128, 255, 256, 1000, 4095, 4096]
+    for limit in (client._UNCHECKED_LIMIT, 0):
+        monkeypatch.setattr(client, "_UNCHECKED_LIMIT", limit)
+        with bulkhead.Client(**config(test_mode=True)) as c:
+            for n in lengths:
+                assert c.track("d" * n or None, "e" * (n + 1), {"p": "é" * n, "n": n})
+                assert c.track("d" * (n + 1), "f" * (n + 1))
+                assert c.people_set("d" * (n + 1), {"v": "y" * n})
+            events = [e["data"] for e in c.test_events()]
+        assert len(events) == 3 * len(lengths)
+        for i, n in enumerate(lengths):
+            tracked, bare, person = events[3 * i : 3 * i + 3]
+            assert tracked["event"] == "e" * (n + 1)
+            props = tracked["properties"]
+            assert (props.get("distinct_id"), props["p"], props["n"]) == (
+                "d" * n or None,
+                "é" * n,
+                n,
+            )
+            assert bare["event"] == "f" * (n + 1)
+            assert bare["properties"]["distinct_id"] == "d" * (n + 1)
+            assert (person["$distinct_id"], person["$set"]) == ("d" * (n + 1), {"v": "y" * n})
+
+
 def test_orjson_when_installed_writes_what_json_writes() -> None:
     """Issue 10: properties go through orjson when the `fast` extra is installed, with the
     same result as the `json` path (datetimes, dates, sets, tuples, non-str keys, nesting,
