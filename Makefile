@@ -81,10 +81,10 @@ test-c:
 	$(CARGO) test --test c_api
 
 deps-ruby:
-	@if ! ruby -e 'require "ffi"; require "minitest"; require "puma"; require "rack"' >/dev/null 2>&1; then \
-	  echo "installing ruby, ruby-ffi, ruby-minitest, puma, ruby-rack from Debian's packages"; \
+	@if ! ruby -e 'require "ffi"; require "minitest"; require "puma"; require "rack"; require "oj"' >/dev/null 2>&1; then \
+	  echo "installing ruby, ruby-ffi, ruby-minitest, ruby-oj, puma, ruby-rack from Debian's packages"; \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq ruby ruby-ffi ruby-minitest puma ruby-rack; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq ruby ruby-ffi ruby-minitest ruby-oj puma ruby-rack; \
 	fi
 
 test-ruby: build deps-ruby

@@ -30,6 +30,36 @@ class HostTest < BulkheadTest::Test
     assert_raises(Bulkhead::InvalidArgumentError) { client.test_events }
   end
 
+  # Issue 10: properties go through Oj when it is installed (make test installs ruby-oj),
+  # with the json gem's result, and the json gem's errors for what Oj would write differently.
+  def test_oj_when_installed_writes_what_the_json_gem_writes
+    skip "Oj is not installed" unless Bulkhead::Client::OJ_OPTIONS
+    with_to_json = Object.new
+    def with_to_json.to_json(*args) = { "custom" => 1 }.to_json(*args)
+    plain = Object.new
+    def plain.to_s = "plain!"
+    samples = [
+      { "s" => "é\u2028</script>\"\\\n\t\u0001", :sym => :val, 1 => 2, nil => nil, true => false },
+      { "i" => 2**70, "n" => -(2**63), "f" => [1.0, 1e20, 1.5e-7, 0.1 + 0.2, -0.0] },
+      { "t" => Time.at(0, 123_456, :usec).utc, "r" => Rational(1, 3), "c" => with_to_json, "p" => plain },
+      { "nested" => { "a" => [1, { "b" => [nil] }] }, "empty" => {}, "ea" => [] }
+    ]
+    c = client(test_mode: true)
+    samples.each do |value|
+      fast = c.send(:to_json, value)
+      assert_equal JSON.parse(JSON.generate(value)), JSON.parse(fast)
+    end
+    [Float::NAN, Float::INFINITY, -Float::INFINITY].each do |bad|
+      assert_raises(Bulkhead::InvalidJSONError) { c.track("u", "e", { "x" => [bad] }) }
+    end
+    assert_raises(Bulkhead::InvalidJSONError) do
+      c.track("u", "e", { "x" => "\xff".dup.force_encoding(Encoding::UTF_8) })
+    end
+    assert c.track("u", "kept", { "plan" => "pro", "n" => 3 })
+    assert_equal({ "plan" => "pro", "n" => 3 },
+                 c.test_events.last[:data][:properties].slice(:plan, :n).transform_keys(&:to_s))
+  end
+
   def test_flush_result_says_delivered_incomplete_or_timed_out
     c = client(max_retries: 0)
     assert c.track("u", "ok")

@@ -24,6 +24,17 @@ module Bulkhead
       def timed_out? = status == :timed_out
     end
 
+    # Oj (Debian's ruby-oj, or the gem `oj`), when installed, writes properties as JSON about
+    # twice as fast as the json gem, with the same result in its compat mode; what it refuses
+    # or writes as invalid UTF-8 goes to JSON.generate, whose errors are the reference.
+    OJ_OPTIONS =
+      begin
+        require "oj"
+        { mode: :compat, nan: :raise }.freeze
+      rescue LoadError
+        nil
+      end
+
     attr_reader :logger
 
     # token: the Mixpanel project token. config: any core config key as a keyword, e.g.
@@ -258,6 +269,14 @@ module Bulkhead
     end
 
     def to_json(value)
+      if OJ_OPTIONS
+        begin
+          out = Oj.dump(value, OJ_OPTIONS)
+          return out if out.valid_encoding?
+        rescue StandardError
+          # What Oj refuses (NaN, ...): the json gem has the last word, with its own error.
+        end
+      end
       JSON.generate(value)
     rescue JSON::GeneratorError, EncodingError => e
       raise InvalidJSONError, "bulkhead: cannot encode as JSON: #{e.message}"
