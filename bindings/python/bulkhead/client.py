@@ -602,10 +602,10 @@ class Client:
 
     def track(self, distinct_id: Optional[str], event: str, properties: Properties = None) -> bool:
         """Queues an event for ``/track``. False when the queue-size guard dropped it."""
-        # The hottest call: the common argument types are handled inline, each helper call
-        # costing what the library's work does.
+        # The hottest call: the common argument types are handled inline (what _text and
+        # _json_object do first), each helper call costing what the library's work does.
         if self._closed:
-            self._h()
+            self._h()  # raises ClosedError
         d = distinct_id.encode() if type(distinct_id) is str else _text(distinct_id, "distinct_id")
         e = event.encode() if type(event) is str else _required_text(event, "event")
         if properties is None:
@@ -650,13 +650,14 @@ class Client:
 
     def _people(self, distinct_id: str, op: bytes, value: Optional[bytes]) -> bool:
         if self._closed:
-            self._h()
+            self._h()  # raises ClosedError
         d = _text(distinct_id, "distinct_id")
+        d_len = len(d)
         n = len(value) if value is not None else 0
-        if len(d) < _UNCHECKED_LIMIT:
-            status = _unchecked_people(self._pointer, d, len(d), op, len(op), value, c_size_t(n))
+        if d_len < _UNCHECKED_LIMIT:
+            status = _unchecked_people(self._pointer, d, d_len, op, len(op), value, c_size_t(n))
         else:
-            status = _people(self._handle, d, len(d), op, len(op), value, n)
+            status = _people(self._handle, d, d_len, op, len(op), value, n)
         return self._done(status)
 
     def people_set(self, distinct_id: str, properties: Mapping[str, Any]) -> bool:
